@@ -1,0 +1,312 @@
+"""Teams, their projects and queues, config versions, runs, tokens and agents."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from launchq.guardrails import Field
+from launchq.templating import Format, ParsedConfig, parse_config
+
+name_validator = RegexValidator(
+    r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z",
+    "Use letters, digits, '.', '_' and '-', starting with a letter or digit (at most 64).",
+)
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    MEMBER = "member", "Member"
+
+
+class Team(models.Model):
+    """W&B's entity: owns projects and queues; users are members with a role."""
+
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(unique=True, help_text="The team's name in URLs and in `${entity_name}`.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="one_membership_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+
+class Project(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=64, validators=[name_validator])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_project_name")]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}/{self.name}"
+
+
+class Resource(models.TextChoices):
+    LOCAL_PROCESS = "local-process", "local-process"
+    LOCAL_CONTAINER = "local-container", "local-container"
+    KUBERNETES = "kubernetes", "kubernetes"
+    SAGEMAKER = "sagemaker", "sagemaker"
+    VERTEX = "vertex", "vertex"
+
+
+class Queue(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="queues")
+    name = models.CharField(max_length=64, validators=[name_validator])
+    resource = models.CharField(max_length=32, choices=Resource.choices, default=Resource.LOCAL_PROCESS)
+    description = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    current_version = models.ForeignKey("ConfigVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["team__slug", "name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_queue_name")]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}/{self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("launchq:queue_config", args=[self.team.slug, self.name])
+
+    @property
+    def runs_in_containers(self) -> bool:
+        return self.resource != Resource.LOCAL_PROCESS
+
+
+class ConfigVersion(models.Model):
+    """One saved queue config: the text as written and its template field definitions. Never changed."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    text = models.TextField(blank=True)
+    format = models.CharField(max_length=8, choices=[(f.value, f.label) for f in Format], default=Format.YAML.value)
+    fields = models.JSONField(default=list, blank=True, help_text="Template field definitions, in config order.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["queue", "-number"]
+        constraints = [models.UniqueConstraint(fields=["queue", "number"], name="unique_version_number")]
+
+    def __str__(self) -> str:
+        return f"{self.queue} v{self.number}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ImmutableVersion(f"{self} is saved and cannot change; save a new version instead.")
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse("launchq:config_version", args=[self.queue.team.slug, self.queue.name, self.number])
+
+    @property
+    def definitions(self) -> list[Field]:
+        return [Field.from_dict(d) for d in self.fields]
+
+    def parsed(self) -> ParsedConfig:
+        return parse_config(self.text, self.format)
+
+
+class ImmutableVersion(Exception):
+    pass
+
+
+class Priority(models.IntegerChoices):
+    """W&B's numbering: 0 is the most urgent."""
+
+    CRITICAL = 0, "critical"
+    HIGH = 1, "high"
+    MEDIUM = 2, "medium"
+    LOW = 3, "low"
+
+
+class RunState(models.TextChoices):
+    PENDING = "pending", "pending"
+    LEASED = "leased", "leased"
+    STARTING = "starting", "starting"
+    RUNNING = "running", "running"
+    FINISHED = "finished", "finished"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+IN_FLIGHT = (RunState.PENDING, RunState.LEASED, RunState.STARTING, RunState.RUNNING)
+HELD_BY_AGENT = (RunState.LEASED, RunState.STARTING, RunState.RUNNING)
+DONE = (RunState.FINISHED, RunState.FAILED, RunState.CANCELLED)
+
+
+def new_run_id() -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+class Run(models.Model):
+    """One launch on a queue (W&B's run queue item), pinned to the config version it was launched with."""
+
+    run_id = models.CharField(max_length=16, unique=True, default=new_run_id, editable=False)
+    name = models.CharField(max_length=128)
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="runs")
+    config_version = models.ForeignKey(ConfigVersion, on_delete=models.PROTECT, related_name="runs")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="runs")
+    launched_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.MEDIUM)
+    values = models.JSONField(default=dict, blank=True, help_text="The template field values, typed.")
+    rendered_config = models.TextField(blank=True, help_text="The queue config with the values in; macros not yet filled.")
+    job = models.JSONField(default=dict, blank=True, help_text='{"command": ..., "source_dir": ..., "image": ...}')
+    state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.PENDING, db_index=True)
+    agent = models.ForeignKey("Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    resolved_config = models.TextField(blank=True, help_text="What the resource received: macros filled, builder removed.")
+    dockerfile = models.TextField(blank=True)
+    image_uri = models.CharField(max_length=512, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    failure_reason = models.TextField(blank=True)
+    output = models.TextField(blank=True, help_text="The tail of the job's output.")
+    exit_code = models.IntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["queue", "state", "priority", "created_at"], name="run_dequeue_order")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.run_id})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("launchq:run_detail", args=[self.queue.team.slug, self.run_id])
+
+    @property
+    def in_flight(self) -> bool:
+        return self.state in IN_FLIGHT
+
+    @property
+    def done(self) -> bool:
+        return self.state in DONE
+
+
+class RunEvent(models.Model):
+    """A run's state history: every move, who or what made it, and why."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    state = models.CharField(max_length=16, choices=RunState.choices)
+    message = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    agent = models.ForeignKey("Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.run.run_id} → {self.state}"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiToken(models.Model):
+    """A personal API token. Only its hash is stored; the token is shown once."""
+
+    PREFIX = "lq_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The token's first characters, to tell tokens apart.")
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def issue(cls, user, name: str) -> tuple[ApiToken, str]:
+        token = cls.PREFIX + secrets.token_urlsafe(32)
+        return cls.objects.create(user=user, name=name, prefix=token[:10], digest=hash_token(token)), token
+
+
+class Agent(models.Model):
+    """A launch agent registered by a team admin to serve some of the team's queues."""
+
+    PREFIX = "lqa_"
+    OFFLINE_AFTER = timedelta(seconds=90)
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="agents")
+    name = models.CharField(max_length=64, validators=[name_validator])
+    queues = models.ManyToManyField(Queue, related_name="agents")
+    prefix = models.CharField(max_length=16)
+    digest = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    reported_status = models.CharField(max_length=16, blank=True, help_text="What the agent last said it was doing.")
+    hostname = models.CharField(max_length=255, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["team__slug", "name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_agent_name")]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}/{self.name}"
+
+    @classmethod
+    def issue(cls, team: Team, name: str, created_by=None) -> tuple[Agent, str]:
+        token = cls.PREFIX + secrets.token_urlsafe(32)
+        agent = cls.objects.create(team=team, name=name, prefix=token[:10], digest=hash_token(token), created_by=created_by)
+        return agent, token
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.last_seen_at is None or timezone.now() - self.last_seen_at > self.OFFLINE_AFTER:
+            return "offline"
+        return self.reported_status or "polling"

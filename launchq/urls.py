@@ -1,0 +1,35 @@
+"""URLs: the app under `launchq:`, Django's login and admin beside it."""
+
+from django.contrib import admin
+from django.templatetags.static import static
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from launchq.api import api
+from launchq.views import config, queues
+
+app_name = "launchq"
+
+queue_urls = [
+    path("", queues.queue_detail, name="queue_detail"),
+    path("config/", config.queue_config, name="queue_config"),
+    path("config/parse/", config.config_parse, name="config_parse"),
+    path("config/tile/", config.config_tile, name="config_tile"),
+    path("config/save/", config.config_save, name="config_save"),
+    path("config/versions/<int:number>/", config.config_version, name="config_version"),
+]
+
+app_urls = [
+    path("", RedirectView.as_view(pattern_name="launchq:launch"), name="home"),
+    path("launch/", queues.launch, name="launch"),
+    path("teams/<slug:team>/queues/new/", queues.queue_create, name="queue_create"),
+    path("teams/<slug:team>/queues/<str:queue>/", include(queue_urls)),
+]
+
+urlpatterns = [
+    path("", include((app_urls, app_name))),
+    path("api/", api.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("favicon.ico", RedirectView.as_view(url=static("launchq/favicon.svg"), permanent=True)),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,232 @@
+"""The queue's Config tab: edit the queue config, parse it into tiles, save a version."""
+
+from __future__ import annotations
+
+import difflib
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from launchq.access import queue_for, require_admin
+from launchq.configs import ConfigConflict, ConfigRejected, check_config, check_definitions, save_config
+from launchq.forms import ConfigPost, Tile
+from launchq.guardrails import FieldType
+from launchq.macros import BUILTIN_MACROS
+from launchq.models import ConfigVersion, Run
+from launchq.templating import ConfigError, ParsedConfig, parse_config
+from launchq.views.queues import draft_key
+
+
+@login_required
+@require_GET
+def queue_config(request: HttpRequest, team: str, queue: str) -> HttpResponse:
+    queue_obj, membership = queue_for(request.user, team, queue)
+    version = queue_obj.current_version
+    draft = request.session.pop(draft_key(queue_obj), None) if membership.is_admin else None
+    if draft:
+        state = _EditorState.from_post(ConfigPost(draft["text"], draft["format"], version.number, {}, None), version)
+    else:
+        state = _EditorState.from_version(version)
+    return _render_page(request, queue_obj, membership, state)
+
+
+@login_required
+@require_POST
+def config_parse(request: HttpRequest, team: str, queue: str) -> HttpResponse:
+    """Parse configuration: one tile per template field, keeping what the admin already set."""
+    queue_obj, membership = queue_for(request.user, team, queue)
+    require_admin(membership)
+    post = ConfigPost.read(request.POST)
+    state = _EditorState.from_post(post, queue_obj.current_version)
+    if post.tile_action and post.tile_action[0] in state.tiles:
+        state.tiles[post.tile_action[0]].apply(post.tile_action[1])
+    state.check_tiles()
+    if request.htmx:
+        return render(request, "launchq/_parse_result.html", _context(queue_obj, membership, state))
+    return _render_page(request, queue_obj, membership, state)
+
+
+@login_required
+@require_POST
+def config_tile(request: HttpRequest, team: str, queue: str) -> HttpResponse:
+    """One tile again, after its type changed or an allowed value was added or removed."""
+    queue_obj, membership = queue_for(request.user, team, queue)
+    require_admin(membership)
+    post = ConfigPost.read(request.POST)
+    name = post.tile_action[0] if post.tile_action else request.POST.get("tile", "")
+    if name not in post.tiles:
+        raise Http404("No such tile.")
+    tile = post.tiles[name]
+    if post.tile_action:
+        tile.apply(post.tile_action[1])
+    else:
+        _reset_for_type(tile, request.POST.get(f"f.{name}.shown_type", tile.type))
+    try:
+        tile.occurrences = parse_config(post.text, post.format).where(name)
+    except ConfigError:
+        pass
+    return render(request, "launchq/_tile.html", {"tile": tile, "queue": queue_obj, "can_edit": True})
+
+
+@login_required
+@require_POST
+def config_save(request: HttpRequest, team: str, queue: str) -> HttpResponse:
+    """Save config: check the config and every tile together; store a new version or change nothing."""
+    queue_obj, membership = queue_for(request.user, team, queue)
+    require_admin(membership)
+    post = ConfigPost.read(request.POST)
+    current = queue_obj.current_version
+    state = _EditorState.from_post(post, current)
+    definitions, problems = state.check_tiles()
+    if state.config_error or problems or state.unreviewed:
+        return _render_page(request, queue_obj, membership, state, status=400)
+    try:
+        result = save_config(queue_obj, request.user, post.text, post.format, definitions, post.base_number)
+    except ConfigRejected as rejected:
+        state.config_error = rejected.config_error
+        state.unreviewed = rejected.unreviewed
+        return _render_page(request, queue_obj, membership, state, status=400)
+    except ConfigConflict as conflict:
+        state.conflict = conflict.newer
+        return _render_page(request, queue_obj, membership, state, status=409)
+    if result.created:
+        note = f"Saved version {result.version.number}."
+        if result.dropped:
+            note += " Removed template fields: " + ", ".join(result.dropped) + "."
+        messages.success(request, note)
+    else:
+        messages.info(request, f"Nothing changed; version {result.version.number} is still current.")
+    return redirect("launchq:queue_config", team, queue)
+
+
+@login_required
+@require_GET
+def config_version(request: HttpRequest, team: str, queue: str, number: int) -> HttpResponse:
+    queue_obj, membership = queue_for(request.user, team, queue)
+    try:
+        version = queue_obj.versions.select_related("created_by").get(number=number)
+    except ConfigVersion.DoesNotExist:
+        raise Http404("No such version.") from None
+    previous = queue_obj.versions.filter(number__lt=number).order_by("-number").first()
+    diff = []
+    if previous is not None:
+        diff = list(
+            difflib.unified_diff(
+                previous.text.splitlines(), version.text.splitlines(), f"v{previous.number}", f"v{version.number}", lineterm=""
+            )
+        )
+    tiles = [Tile.from_field(f) for f in version.definitions]
+    return render(
+        request,
+        "launchq/config_version.html",
+        {
+            "queue": queue_obj,
+            "membership": membership,
+            "version": version,
+            "previous": previous,
+            "diff": diff,
+            "tiles": tiles,
+            "is_current": queue_obj.current_version_id == version.pk,
+            "tab": "config",
+        },
+    )
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+class _EditorState:
+    """What the Config tab shows: the text, the tiles, and whatever went wrong."""
+
+    def __init__(self, text: str, fmt: str, base: ConfigVersion | None):
+        self.text = text
+        self.format = fmt
+        self.base = base
+        self.base_number = base.number if base else None
+        self.config_error: ConfigError | None = None
+        self.parsed: ParsedConfig | None = None
+        self.tiles: dict[str, Tile] = {}
+        self.removed: list[str] = []
+        self.unreviewed: list[str] = []
+        self.conflict: ConfigVersion | None = None
+
+    @classmethod
+    def from_version(cls, version: ConfigVersion | None) -> _EditorState:
+        state = cls(version.text if version else "", version.format if version else "yaml", version)
+        state._parse({})
+        return state
+
+    @classmethod
+    def from_post(cls, post: ConfigPost, current: ConfigVersion | None) -> _EditorState:
+        base = current
+        if current is not None and post.base_number is not None and post.base_number != current.number:
+            base = current.queue.versions.filter(number=post.base_number).first() or current
+        state = cls(post.text, post.format, base)
+        state.base_number = post.base_number
+        state._parse(post.tiles)
+        return state
+
+    def _parse(self, posted: dict[str, Tile]) -> None:
+        saved = {f.name: f for f in (self.base.definitions if self.base else [])}
+        try:
+            self.parsed = check_config(self.text, self.format)
+        except ConfigError as error:
+            self.config_error = error
+            self.tiles = dict(posted) or {n: Tile.from_field(f) for n, f in saved.items()}
+            return
+        for name in self.parsed.fields:
+            where = self.parsed.where(name)
+            if name in posted:
+                tile = posted[name]
+                tile.occurrences = where
+            elif name in saved:
+                tile = Tile.from_field(saved[name], occurrences=where)
+            else:
+                tile = Tile(name, occurrences=where, is_new=True)
+                self.unreviewed.append(name)
+            self.tiles[name] = tile
+        self.removed = [n for n in dict.fromkeys([*saved, *posted]) if n not in self.tiles]
+
+    def check_tiles(self):
+        definitions, problems = check_definitions(t for t in self.tiles.values())
+        for tile in self.tiles.values():
+            tile.problems = [p for p in problems if p.field == tile.name]
+        return definitions, problems
+
+    @property
+    def macros(self) -> list[dict]:
+        names = self.parsed.macros if self.parsed else ()
+        return [{"name": n, "builtin": n in BUILTIN_MACROS, "meaning": BUILTIN_MACROS.get(n, "")} for n in names]
+
+
+def _reset_for_type(tile: Tile, shown_type: str) -> None:
+    """After a type change, drop the inputs that belonged to the old type."""
+    numbers = {FieldType.INTEGER.value, FieldType.FLOAT.value}
+    if tile.type == shown_type or (tile.type in numbers and shown_type in numbers):
+        return
+    tile.allowed, tile.pattern, tile.max_length = [], "", ""
+    tile.minimum, tile.maximum, tile.default = "", "", ""
+
+
+def _context(queue, membership, state: _EditorState) -> dict:
+    return {
+        "queue": queue,
+        "membership": membership,
+        "can_edit": membership.is_admin,
+        "state": state,
+        "tiles": list(state.tiles.values()),
+        "tab": "config",
+    }
+
+
+def _render_page(request, queue, membership, state: _EditorState, status: int = 200) -> HttpResponse:
+    context = _context(queue, membership, state)
+    context["versions"] = queue.versions.select_related("created_by").order_by("-number")[:50]
+    context["overrides"] = (
+        Run.objects.filter(queue=queue).select_related("launched_by", "config_version").order_by("-created_at")[:20]
+    )
+    context["formats"] = [("yaml", "YAML"), ("json", "JSON")]
+    return render(request, "launchq/queue_config.html", context, status=status)

@@ -1,0 +1,118 @@
+"""Fixtures shared by every test: small factories over the real database, and a browser."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# pytest-django's live_server runs beside Playwright's event loop; Django must not refuse that.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(username: str = "alice", **kw):
+        return django_user_model.objects.create_user(username=username, password=PASSWORD, **kw)
+
+    return make
+
+
+@pytest.fixture
+def make_team(db):
+    from launchq.models import Team
+
+    def make(slug: str = "ml", name: str | None = None):
+        return Team.objects.create(slug=slug, name=name or slug.upper())
+
+    return make
+
+
+@pytest.fixture
+def join(db):
+    from launchq.models import Membership
+
+    def add(user, team, role: str = "member"):
+        return Membership.objects.create(user=user, team=team, role=role)
+
+    return add
+
+
+@pytest.fixture
+def make_queue(db):
+    from launchq.configs import create_queue
+
+    def make(team, name: str = "q", text: str = "", fmt: str = "yaml", fields=(), resource: str = "local-process", user=None):
+        return create_queue(team, user, name, resource, text, fmt, {f.name: f for f in fields})
+
+    return make
+
+
+@pytest.fixture
+def team(make_team):
+    return make_team("ml")
+
+
+@pytest.fixture
+def admin_user(make_user, team, join):
+    user = make_user("ada")
+    join(user, team, "admin")
+    return user
+
+
+@pytest.fixture
+def member_user(make_user, team, join):
+    user = make_user("max")
+    join(user, team, "member")
+    return user
+
+
+@pytest.fixture
+def outsider(make_user, make_team, join):
+    user = make_user("oscar")
+    join(user, make_team("other"), "admin")
+    return user
+
+
+@pytest.fixture
+def browser():
+    """Real Chromium, driven by Playwright; skipped nowhere: a missing browser is a failure."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "The browser tests need Debian's chromium at /usr/bin/chromium (make test installs it)."
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def log_in(page, live_server, username: str, password: str = PASSWORD) -> None:
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{live_server.url}/launch/")
