@@ -48,6 +48,16 @@ def join(db):
 
 
 @pytest.fixture
+def make_project(db):
+    from launchq.models import Project
+
+    def make(team, name: str = "proj"):
+        return Project.objects.create(team=team, name=name)
+
+    return make
+
+
+@pytest.fixture
 def make_queue(db):
     from launchq.configs import create_queue
 
@@ -58,8 +68,10 @@ def make_queue(db):
 
 
 @pytest.fixture
-def team(make_team):
-    return make_team("ml")
+def team(make_team, make_project):
+    team = make_team("ml")
+    make_project(team, "proj")
+    return team
 
 
 @pytest.fixture
