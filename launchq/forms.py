@@ -35,7 +35,6 @@ class Tile:
     occurrences: list[Occurrence] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     is_new: bool = False
-    new_value: str = ""
     focus_new: bool = False
 
     @classmethod
@@ -60,8 +59,19 @@ class Tile:
     def from_post(cls, name: str, data: QueryDict) -> Tile:
         prefix = f"f.{name}."
         parts = {p: data.get(prefix + p, "") for p in TILE_PARTS}
-        allowed = [v for v in data.getlist(prefix + "allowed")]
-        return cls(name=name, allowed=allowed, new_value=data.get(prefix + "new", ""), **parts)
+        allowed = list(data.getlist(prefix + "allowed"))
+        tile = cls(name=name, allowed=allowed, **parts)
+        tile.add_values(data.get(prefix + "new", ""))
+        return tile
+
+    def add_values(self, text: str) -> None:
+        """Values typed into the "Allowed values" box count as added, whichever button is pressed next.
+
+        Several may be given at once, separated by commas or new lines.
+        """
+        for value in text.replace("\n", ",").split(","):
+            if value.strip():
+                self.allowed.append(value.strip())
 
     def define(self) -> Field:
         allowed = self.allowed if self.type == FieldType.STRING.value else []
@@ -80,9 +90,6 @@ class Tile:
     def apply(self, action: str) -> None:
         """Add or remove an allowed value: `add`, or `remove:<index>`."""
         if action == "add":
-            if self.new_value.strip():
-                self.allowed.append(self.new_value.strip())
-            self.new_value = ""
             self.focus_new = True
         elif action.startswith("remove:"):
             index = action.removeprefix("remove:")
@@ -146,6 +153,7 @@ class QueueForm(forms.ModelForm):
     config = forms.CharField(
         label="Queue config",
         required=False,
+        strip=False,
         widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false", "class": "code"}),
         help_text="Optional: you can write it later on the Config tab.",
     )

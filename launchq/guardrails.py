@@ -25,6 +25,7 @@ MAX_DESCRIPTION_LENGTH = 2000
 MAX_PATTERN_LENGTH = 500
 
 INTEGER_TEXT = re.compile(r"[+-]?[0-9]+\Z")
+NON_FINITE_TEXT = re.compile(r"[+-]?(?:nan|inf|infinity)\Z", re.IGNORECASE)
 FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _EDGE_SPACE = " \t\r\n"
 
@@ -250,6 +251,9 @@ def _define_number(name, field_type, description, default, minimum, maximum, pro
         if not text:
             return None
         number = _read_number(field_type, text)
+        if number is None and NON_FINITE_TEXT.match(text):
+            problem(attribute, "not_finite", BOUND_NOT_FINITE, value=text)
+            return None
         if number is None:
             if field_type is FieldType.INTEGER:
                 problem(attribute, "not_integer", BOUND_NOT_INTEGER, value=text)
@@ -312,6 +316,8 @@ def check_value(field_: Field, raw: object) -> Value:
         return raw
 
     number = _number_from(field_.type, raw)
+    if isinstance(raw, str) and NON_FINITE_TEXT.match(raw.strip(_EDGE_SPACE)):
+        raise fail("not_finite", NOT_FINITE, value=raw)
     if number is None:
         shown = raw if isinstance(raw, str | int | float) and not isinstance(raw, bool) else type(raw).__name__
         message = NOT_INTEGER if field_.type is FieldType.INTEGER else NOT_NUMBER

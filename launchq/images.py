@@ -37,7 +37,13 @@ NOT_A_MAPPING = "`{path}` must be a mapping."
 
 def is_image_reference(value: str) -> bool:
     match = REFERENCE.match(value)
-    return bool(match) and len(match.group("name")) <= MAX_NAME_LENGTH
+    if not match or len(match.group("name")) > MAX_NAME_LENGTH:
+        return False
+    # Like Docker: a first part without '.' or ':' that is not localhost is a repository
+    # path, not a registry host, so it must be lowercase.
+    first, _, rest = match.group("name").partition("/")
+    is_host = bool(rest) and ("." in first or ":" in first or first == "localhost")
+    return is_host or first == first.lower()
 
 
 def base_image(data: dict[str, Any]) -> str | None:

@@ -19,6 +19,12 @@ CHROMIUM_ARGS = [
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """Password hashing made cheap for tests; login still checks the password for real."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def make_user(django_user_model):
     def make(username: str = "alice", **kw):

@@ -1,0 +1,330 @@
+"""The Launch page and the Config tab through Django's test client: access, htmx fragments, bad input."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from launchq.guardrails import Field, FieldType
+from launchq.models import ConfigVersion, Queue
+
+from .test_templating import SEED
+
+HX = {"HTTP_HX_REQUEST": "true"}
+INSTANCE = Field("aws_instance", FieldType.STRING, allowed=("ml.m4.xlarge", "ml.p3.xlarge"))
+
+
+@pytest.fixture
+def queue(make_queue, team, admin_user):
+    return make_queue(team, "sagemaker", SEED, fields=[INSTANCE], resource="sagemaker", user=admin_user)
+
+
+@pytest.fixture
+def url(queue):
+    base = f"/teams/{queue.team.slug}/queues/{queue.name}/config/"
+    return {"config": base, "parse": base + "parse/", "tile": base + "tile/", "save": base + "save/", "v1": base + "versions/1/"}
+
+
+def as_user(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def tile_post(name: str, type_: str = "string", allowed=(), **parts) -> dict:
+    data = {"tiles": name, f"f.{name}.type": type_, f"f.{name}.allowed": list(allowed)}
+    data.update({f"f.{name}.{k}": v for k, v in parts.items()})
+    return data
+
+
+def form(text: str, *tiles: dict, base: int | None = 1, fmt: str = "yaml", **extra) -> dict:
+    data = {"text": text, "format": fmt, "base_version": "" if base is None else str(base), "tiles": []}
+    for tile in tiles:
+        for key, value in tile.items():
+            if key == "tiles":
+                data["tiles"].append(value)
+            else:
+                data[key] = value
+    return {**data, **extra}
+
+
+def seed_tile() -> dict:
+    return tile_post("aws_instance", "string", ["ml.m4.xlarge", "ml.p3.xlarge"])
+
+
+# --- access ------------------------------------------------------------------
+
+
+def test_anonymous_users_are_sent_to_log_in(client, url):
+    for response in (client.get(url["config"]), client.post(url["parse"], form("a: 1")), client.post(url["save"], form("a: 1"))):
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/")
+
+
+def test_outsiders_get_404_for_every_page_of_the_team(url, outsider):
+    client = as_user(outsider)
+    assert client.get(url["config"]).status_code == 404
+    assert client.get(url["v1"]).status_code == 404
+    assert client.post(url["parse"], form("a: 1")).status_code == 404
+    assert client.post(url["save"], form("a: 1")).status_code == 404
+    assert client.get("/teams/ml/queues/new/").status_code == 404
+
+
+def test_members_see_the_config_read_only_and_cannot_change_it(url, member_user, queue):
+    client = as_user(member_user)
+    page = client.get(url["config"]).content.decode()
+    assert "Save config" not in page and 'name="text"' not in page
+    assert "ml.p3.xlarge" in page and 'id="tile-aws_instance"' in page
+    assert client.post(url["parse"], form("a: 1")).status_code == 403
+    assert client.post(url["save"], form("a: 2")).status_code == 403
+    assert client.post(url["tile"], form("a: 1", tile_post("x"), tile="x")).status_code == 403
+    assert queue.versions.count() == 1
+
+
+def test_admins_see_the_editor_with_the_seed_labels(url, admin_user, queue):
+    page = as_user(admin_user).get(url["config"]).content.decode()
+    for label in ("Queue config", "Parse configuration", "Save config", "Type", "Launch-time overrides", "Config versions"):
+        assert label in page
+    assert '<label for="config-text">Queue config</label>' in page
+    assert 'id="tile-aws_instance"' in page
+    assert "No runs yet" in page
+
+
+def test_csrf_is_enforced_on_posts_htmx_ones_included(url, admin_user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    assert client.post(url["parse"], form("a: 1"), **HX).status_code == 403
+    assert client.post(url["save"], form("a: 1")).status_code == 403
+
+
+def test_the_launch_page_lists_only_the_users_teams_queues(client, admin_user, queue, make_team, make_queue):
+    make_queue(make_team("secret"), "hidden-queue")
+    page = as_user(admin_user).get("/launch/").content.decode()
+    assert "View queue" in page and queue.name in page
+    assert "hidden-queue" not in page
+
+
+# --- parse configuration -------------------------------------------------------
+
+
+def test_parse_over_htmx_returns_the_tiles_fragment(url, admin_user):
+    text = SEED.replace("InstanceCount: 1", "InstanceCount: {{count}}")
+    response = as_user(admin_user).post(url["parse"], form(text, seed_tile()), **HX)
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.lstrip().startswith('<div id="parse-result"')
+    assert "<html" not in body
+    assert 'id="tile-count"' in body and 'id="tile-aws_instance"' in body
+    assert "ResourceConfig.InstanceCount" in body
+
+
+def test_parse_without_javascript_returns_the_whole_page(url, admin_user):
+    text = SEED.replace("InstanceCount: 1", "InstanceCount: {{count}}")
+    body = as_user(admin_user).post(url["parse"], form(text, seed_tile())).content.decode()
+    assert "<html" in body and 'id="tile-count"' in body
+    assert "{{count}}" in body
+
+
+def test_reparse_keeps_saved_guardrails_and_lists_fields_that_will_go(url, admin_user):
+    text = "a: '{{fresh}}'\n"
+    body = as_user(admin_user).post(url["parse"], form(text), **HX).content.decode()
+    assert 'id="tile-fresh"' in body and 'id="tile-aws_instance"' not in body
+    assert "will be removed on save" in body and "aws_instance" in body
+    back = as_user(admin_user).post(url["parse"], form(SEED), **HX).content.decode()
+    assert 'value="ml.p3.xlarge"' in back
+
+
+def test_a_parse_error_shows_line_and_column_and_keeps_the_text_and_tiles(url, admin_user):
+    text = SEED + "broken: [1,\n"
+    body = as_user(admin_user).post(url["parse"], form(text, seed_tile()), **HX).content.decode()
+    assert "Line 11, column 1" in body
+    assert 'id="tile-aws_instance"' in body
+
+
+def test_macros_are_listed_with_builtins_marked(url, admin_user):
+    body = as_user(admin_user).post(url["parse"], form("a: ${run_id}/${MY_BUCKET}\n"), **HX).content.decode()
+    assert "${run_id}" in body and "built-in" in body
+    assert "${MY_BUCKET}" in body and "agent environment" in body
+
+
+# --- tiles ---------------------------------------------------------------------
+
+
+def test_changing_the_type_swaps_in_that_types_constraints(url, admin_user):
+    data = form("a: '{{n}}'\n", tile_post("n", "integer"), **{"f.n.shown_type": "string", "tile": "n"})
+    response = as_user(admin_user).post(url["tile"], data, **HX)
+    body = response.content.decode()
+    assert body.lstrip().startswith('<fieldset class="tile" id="tile-n"')
+    assert 'id="f-n-minimum"' in body and 'id="f-n-maximum"' in body and 'id="f-n-default"' in body
+    assert 'id="f-n-new"' not in body
+
+
+def test_adding_and_removing_allowed_values_one_by_one(url, admin_user):
+    client = as_user(admin_user)
+    data = form(SEED, seed_tile(), **{"f.aws_instance.new": "ml.g5.xlarge", "tile_action": "aws_instance:add"})
+    body = client.post(url["tile"], data, **HX).content.decode()
+    assert body.count('name="f.aws_instance.allowed"') == 3 and 'value="ml.g5.xlarge"' in body
+    data = form(SEED, seed_tile(), tile_action="aws_instance:remove:0")
+    body = client.post(url["tile"], data, **HX).content.decode()
+    assert body.count('name="f.aws_instance.allowed"') == 1 and 'value="ml.m4.xlarge"' not in body
+
+
+def test_tile_actions_work_without_javascript_too(url, admin_user):
+    data = form(SEED, seed_tile(), **{"f.aws_instance.new": "ml.g5.xlarge", "tile_action": "aws_instance:add"})
+    body = as_user(admin_user).post(url["parse"], data).content.decode()
+    assert "<html" in body and 'value="ml.g5.xlarge"' in body
+
+
+def test_an_unknown_tile_is_404_not_500(url, admin_user):
+    assert as_user(admin_user).post(url["tile"], {**form(SEED), "tile": "nope"}, **HX).status_code == 404
+
+
+# --- save config -----------------------------------------------------------------
+
+
+def test_save_config_stores_a_new_version_and_the_tiles(url, admin_user, queue):
+    text = SEED.replace("InstanceCount: 1", "InstanceCount: {{count}}")
+    data = form(text, seed_tile(), tile_post("count", "integer", minimum="1", maximum="4", default="1", description="How many"))
+    client = as_user(admin_user)
+    response = client.post(url["save"], data)
+    assert response.status_code == 302
+    queue.refresh_from_db()
+    version = queue.current_version
+    assert version.number == 2 and version.created_by == admin_user and version.text == text
+    assert [f.name for f in version.definitions] == ["aws_instance", "count"]
+    assert version.definitions[1] == Field("count", FieldType.INTEGER, "How many", minimum=1, maximum=4, default=1)
+    page = client.get(url["config"]).content.decode()
+    assert "Saved version 2" in page and 'value="4"' in page
+
+
+def test_save_normalises_browser_line_endings_and_keeps_the_text_verbatim(url, admin_user, queue):
+    text = "# comments stay\nz: 1\na: 2  # and order\n"
+    as_user(admin_user).post(url["save"], form(text.replace("\n", "\r\n")))
+    queue.refresh_from_db()
+    assert queue.current_version.text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (SEED + "oops: [\n", "Line 11, column 1"),
+        ("- a list\n", "mapping"),
+        ("a: !!python/object/apply:os.system [ls]\n", "Tags that build objects"),
+        ("a: {{}}\n", "is empty"),
+        ("a: " + "x" * (256 * 1024), "the limit is 256 KiB"),
+        ('{"builder": {"accelerator": {"base_image": "not an image"}}}', "builder.accelerator.base_image"),
+    ],
+)
+def test_bad_configs_get_a_message_and_nothing_is_saved(url, admin_user, queue, text, message):
+    fmt = "json" if text.startswith("{") else "yaml"
+    response = as_user(admin_user).post(url["save"], form(text, seed_tile(), fmt=fmt))
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert message in body
+    assert "Nothing was saved" in body
+    if len(text) < 1000:
+        assert text.replace('"', "&quot;")[:20] in body or text[:20] in body
+    queue.refresh_from_db()
+    assert queue.current_version.number == 1 and queue.versions.count() == 1
+
+
+def test_contradicting_guardrails_get_messages_next_to_the_inputs(url, admin_user, queue):
+    text = SEED.replace("InstanceCount: 1", "InstanceCount: {{count}}")
+    data = form(text, tile_post("aws_instance", "string", ["a", "a"], default="b"), tile_post("count", "integer", minimum="5", maximum="1"))
+    body = as_user(admin_user).post(url["save"], data).content.decode()
+    assert "is in the allowed values twice" in body
+    assert "The default &#x27;b&#x27; is not one of the allowed values" in body
+    assert "The minimum (5) is above the maximum (1)" in body
+    assert queue.versions.count() == 1
+
+
+def test_new_fields_must_be_reviewed_before_they_are_saved(url, admin_user, queue):
+    body = as_user(admin_user).post(url["save"], form("a: '{{brand_new}}'\n")).content.decode()
+    assert "New template field" in body and 'id="tile-brand_new"' in body
+    assert queue.versions.count() == 1
+
+
+def test_a_second_save_from_the_same_version_is_a_conflict_linking_the_newer(url, admin_user, make_user, join, team, queue):
+    other = make_user("bea")
+    join(other, team, "admin")
+    assert as_user(other).post(url["save"], form(SEED + "extra: 1\n", seed_tile())).status_code == 302
+    response = as_user(admin_user).post(url["save"], form(SEED + "mine: 2\n", seed_tile()))
+    body = response.content.decode()
+    assert response.status_code == 409
+    assert "someone else saved" in body and url["config"] + "versions/2/" in body
+    assert "mine: 2" in body
+    queue.refresh_from_db()
+    assert "extra: 1" in queue.current_version.text and queue.versions.count() == 2
+    response = as_user(admin_user).post(url["save"], form(SEED + "mine: 2\n", seed_tile(), base=2))
+    assert response.status_code == 302
+    queue.refresh_from_db()
+    assert queue.current_version.number == 3
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"text": "a: 1", "format": "toml", "base_version": "x"},
+        {"text": "a: 1", "base_version": "-1", "tiles": "<script>", "f.<script>.type": "weird"},
+        {"text": "a: '{{n}}'", "base_version": "1", "tiles": "n", "f.n.type": "integer", "f.n.minimum": "1e999999"},
+        {"text": "a: '{{n}}'", "base_version": "1", "tiles": "n", "f.n.type": "string", "f.n.pattern": "(" * 300},
+        {"text": "a: 1", "base_version": "1", "tile_action": "nope:remove:x"},
+    ],
+)
+def test_odd_posts_never_cause_a_500(url, admin_user, data):
+    client = as_user(admin_user)
+    for target in ("parse", "save", "tile"):
+        assert client.post(url[target], data).status_code < 500
+        assert client.post(url[target], data, **HX).status_code < 500
+
+
+def test_a_version_page_shows_its_text_fields_and_changes(url, admin_user, queue):
+    as_user(admin_user).post(url["save"], form(SEED.replace("3600", "7200"), seed_tile()))
+    body = as_user(admin_user).get(url["config"] + "versions/2/").content.decode()
+    assert "Config version 2" in body and "MaxRuntimeInSeconds: 7200" in body
+    assert "-  MaxRuntimeInSeconds: 3600" in body and "+  MaxRuntimeInSeconds: 7200" in body
+    assert as_user(admin_user).get(url["config"] + "versions/9/").status_code == 404
+
+
+# --- creating a queue ------------------------------------------------------------
+
+
+def test_admins_create_queues_members_cannot(admin_user, member_user, team):
+    assert as_user(member_user).get("/teams/ml/queues/new/").status_code == 403
+    response = as_user(admin_user).post("/teams/ml/queues/new/", {"name": "fresh", "resource": "kubernetes", "format": "yaml", "config": "a: 1\n"})
+    assert response.status_code == 302
+    queue = Queue.objects.get(team=team, name="fresh")
+    assert queue.current_version.text == "a: 1\n" and queue.created_by == admin_user
+
+
+def test_a_new_queue_with_fields_opens_as_a_draft_to_review(admin_user, team):
+    client = as_user(admin_user)
+    client.post("/teams/ml/queues/new/", {"name": "drafted", "resource": "local-process", "format": "yaml", "config": "n: '{{n}}'\n"})
+    queue = Queue.objects.get(team=team, name="drafted")
+    assert queue.current_version.fields == []
+    body = client.get("/teams/ml/queues/drafted/config/").content.decode()
+    assert 'id="tile-n"' in body and "{{n}}" in body
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"name": "", "resource": "kubernetes", "format": "yaml"},
+        {"name": "has space", "resource": "kubernetes", "format": "yaml"},
+        {"name": "ok", "resource": "mainframe", "format": "yaml"},
+        {"name": "ok", "resource": "kubernetes", "format": "yaml", "config": "a: [\n"},
+    ],
+)
+def test_bad_new_queue_input_is_refused_with_a_message(admin_user, team, data):
+    response = as_user(admin_user).post("/teams/ml/queues/new/", data)
+    assert response.status_code == 400
+    assert not Queue.objects.filter(team=team).exists()
+    assert ConfigVersion.objects.count() == 0
+
+
+def test_values_typed_in_the_allowed_values_box_count_even_without_pressing_add(url, admin_user, queue):
+    data = form(SEED, tile_post("aws_instance", "string", ["ml.m4.xlarge"]), **{"f.aws_instance.new": "ml.p3.xlarge, ml.g5.xlarge"})
+    assert as_user(admin_user).post(url["save"], data).status_code == 302
+    queue.refresh_from_db()
+    assert queue.current_version.fields[0]["allowed"] == ["ml.m4.xlarge", "ml.p3.xlarge", "ml.g5.xlarge"]
