@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import string
 from datetime import timedelta
 
 from django.conf import settings
@@ -234,6 +235,9 @@ class RunEvent(models.Model):
         return f"{self.run.run_id} → {self.state}"
 
 
+TOKEN_ALPHABET = string.ascii_letters + string.digits
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -266,7 +270,9 @@ class ApiToken(models.Model):
 
     @classmethod
     def issue(cls, user, name: str) -> tuple[ApiToken, str]:
-        token = cls.PREFIX + secrets.token_urlsafe(32)
+        # Letters and digits only: the wandb client takes a key with a "-" for "host-secret"
+        # and refuses it when the part after the first "-" is under 40 characters.
+        token = cls.PREFIX + "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(43))
         return cls.objects.create(user=user, name=name, prefix=token[:10], digest=hash_token(token)), token
 
 

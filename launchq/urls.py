@@ -6,6 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from launchq.api import api
+from launchq.graphql.views import graphql
 from launchq.views import config, queues
 
 app_name = "launchq"
@@ -29,6 +30,7 @@ app_urls = [
 urlpatterns = [
     path("", include((app_urls, app_name))),
     path("api/", api.urls),
+    path("graphql", graphql, name="graphql"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("favicon.ico", RedirectView.as_view(url=static("launchq/favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
