@@ -217,7 +217,7 @@ class ValueInput:
 
     field: Field
     value: str
-    errors: list[str]
+    errors: list[Problem]
 
     @property
     def name(self) -> str:
@@ -376,7 +376,7 @@ def _escape(char: str, in_class: bool) -> str | None:
     return char
 
 
-def value_inputs(fields: list[Field], values: dict[str, str], errors: dict[str, list[str]]) -> list[ValueInput]:
+def value_inputs(fields: list[Field], values: dict[str, str], errors: dict[str, list[Problem]]) -> list[ValueInput]:
     """The template field inputs in config order, showing what was typed (else the default)."""
     inputs = []
     for f in fields:

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -186,12 +187,14 @@ def _preview(queue: Queue, post: LaunchPost) -> dict:
         rendered = render_text(version.parsed(), typed)
     except ConfigError as error:
         return _problems_preview([Problem("", error.code, str(error))], names)
-    return {"preview_problems": [], "pieces": _highlight(rendered), "preview_version": version}
+    pieces = _highlight(rendered)
+    macros = list(dict.fromkeys(text for kind, text in pieces if kind == "macro"))
+    return {"preview_problems": [], "pieces": pieces, "macros": macros, "preview_version": version}
 
 
 def _problems_preview(problems: list[Problem], names: set[str]) -> dict:
     """Each problem with the id of the input it is about (to link to), and whether only required values are missing."""
-    shown = [{"message": p.message, "input_id": f"var-{p.field}" if p.field in names else ""} for p in problems]
+    shown = [{"problem": p, "input_id": f"var-{p.field}" if p.field in names else ""} for p in problems]
     return {"preview_problems": shown, "pieces": [], "waiting": all(p.code == "required" for p in problems)}
 
 
@@ -226,10 +229,10 @@ def _input_for(problem: Problem, field_names: set[str]) -> str:
     return ""
 
 
-def _errors_by_input(problems: list[Problem], field_names: set[str]) -> dict[str, list[str]]:
-    errors: dict[str, list[str]] = {}
+def _errors_by_input(problems: list[Problem], field_names: set[str]) -> dict[str, list[Problem]]:
+    errors: dict[str, list[Problem]] = {}
     for problem in problems:
-        errors.setdefault(_input_for(problem, field_names), []).append(problem.message)
+        errors.setdefault(_input_for(problem, field_names), []).append(problem)
     return errors
 
 
@@ -263,8 +266,18 @@ def _run_context(run: Run, membership: Membership, user) -> dict:
         "events": events,
         "event_count": len(events),
         "can_cancel": run.in_flight and not run.cancel_requested and _may_cancel(run, membership, user),
+        "position": _position(run),
         "tab": "runs",
     }
+
+
+def _position(run: Run) -> int | None:
+    """Where a pending run stands in its queue: agents take the most urgent priority first, then the oldest."""
+    if run.state != RunState.PENDING:
+        return None
+    same = Q(priority=run.priority)
+    ahead = Q(priority__lt=run.priority) | (same & Q(created_at__lt=run.created_at)) | (same & Q(created_at=run.created_at, pk__lt=run.pk))
+    return Run.objects.filter(queue_id=run.queue_id, state=RunState.PENDING).filter(ahead).count() + 1
 
 
 def _run_static(run: Run) -> dict:
