@@ -551,3 +551,24 @@ def test_pending_run_shows_its_place_in_the_queue(client, member, queue):
     move(first, RunState.LEASED)
     assert "Position in queue" not in client.get(run_url(first)).content.decode()
     assert "2 (1 ahead)" in Page(client.get(run_url(second)).content.decode()).text("run-live")
+
+
+def test_launch_again_after_a_field_was_removed_offers_only_todays_fields(client, member, queue, admin_user):
+    from launchq.configs import save_config
+
+    run = a_run(queue, member, gpus="2")
+    save_config(queue, admin_user, "gpus: {{gpus}}\n", "yaml", {"gpus": FIELDS[0]}, queue.current_version.number)
+    html = client.get(launch_url(queue) + f"?from={run.run_id}").content.decode()
+    assert "gpus: <mark>2</mark>" in html and "unknown_field" not in codes(html)
+
+
+def test_finished_run_says_how_long_it_ran(client, member, queue):
+    from datetime import timedelta
+
+    run = a_run(queue, member)
+    move(run, RunState.LEASED)
+    move(run, RunState.RUNNING)
+    move(run, RunState.FINISHED, exit_code=0)
+    run.started_at = run.finished_at - timedelta(minutes=3, seconds=20)
+    run.save()
+    assert "after 3 min 20 s" in Page(client.get(run_url(run)).content.decode()).text("run-live")

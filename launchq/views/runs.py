@@ -123,13 +123,14 @@ def _initial(request: HttpRequest, queue: Queue) -> LaunchPost:
     run = queue.runs.select_related("project").filter(run_id=source).first() if source else None
     if run is not None:
         job = run.job or {}
+        names = {f.name for f in queue.current_version.definitions} if queue.current_version else set()
         return LaunchPost(
             project=run.project.name,
             command=job.get("command", ""),
             source_dir=job.get("source_dir", ""),
             image=job.get("image", ""),
             priority=Priority(run.priority).label,
-            values={k: "" if v is None else str(v) for k, v in run.values.items()},
+            values={k: "" if v is None else str(v) for k, v in run.values.items() if k in names},
         )
     projects = list(queue.team.projects.values_list("name", flat=True))
     last = queue.runs.filter(launched_by=request.user).select_related("project").order_by("-created_at").first()
@@ -267,8 +268,21 @@ def _run_context(run: Run, membership: Membership, user) -> dict:
         "event_count": len(events),
         "can_cancel": run.in_flight and not run.cancel_requested and _may_cancel(run, membership, user),
         "position": _position(run),
+        "ran_for": _duration(run.started_at, run.finished_at),
         "tab": "runs",
     }
+
+
+def _duration(start, end) -> str:
+    """`45 s`, `3 min 20 s`, `2 h 5 min`; "" unless both ends are known."""
+    if start is None or end is None:
+        return ""
+    seconds = max(0, int((end - start).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
 def _position(run: Run) -> int | None:
