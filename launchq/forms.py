@@ -7,12 +7,13 @@ was started from, and one tile per template field. A tile's inputs are named
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from django import forms
 from django.http import QueryDict
 
-from launchq.guardrails import Field, FieldType, Problem, define_field
+from launchq.guardrails import MAX_TEXT_LENGTH, Field, FieldType, Problem, define_field
 from launchq.models import Queue, Resource, name_validator
 from launchq.templating import Format, Occurrence
 
@@ -176,3 +177,219 @@ class QueueForm(forms.ModelForm):
 
     def clean_config(self) -> str:
         return self.cleaned_data["config"].replace("\r\n", "\n")
+
+
+# --- the launch form ----------------------------------------------------------
+#
+# A team member's launch: the project, an optional run name, the job, a
+# priority, and one input per template field named `var.<field>`. Everything
+# is read as text and handed to `launch_run` / `check_launch` unchanged; the
+# HTML constraints below are derived from the same guardrails as a courtesy to
+# the browser, and the server decides.
+
+VALUE_PREFIX = "var."
+LAUNCH_INPUTS = ("project", "name", "command", "source_dir", "image", "priority")
+
+
+@dataclass
+class LaunchPost:
+    """The launch form as posted (or as first shown): every input's text, values by field name."""
+
+    project: str = ""
+    name: str = ""
+    command: str = ""
+    source_dir: str = ""
+    image: str = ""
+    priority: str = "medium"
+    values: dict[str, str] = field(default_factory=dict)
+    version: int | None = None
+
+    @classmethod
+    def read(cls, data: QueryDict) -> LaunchPost:
+        values = {key.removeprefix(VALUE_PREFIX): data.get(key, "") for key in data if key.startswith(VALUE_PREFIX)}
+        version = data.get("config_version", "")
+        return cls(
+            **{name: data.get(name, "") for name in LAUNCH_INPUTS},
+            values=values,
+            version=int(version) if version.isdigit() else None,
+        )
+
+    @property
+    def job(self) -> dict[str, str]:
+        return {"command": self.command, "source_dir": self.source_dir, "image": self.image}
+
+
+@dataclass
+class ValueInput:
+    """One template field's input on the launch form: its widget, HTML constraints, help and errors."""
+
+    field: Field
+    value: str
+    errors: list[Problem]
+
+    @property
+    def name(self) -> str:
+        return VALUE_PREFIX + self.field.name
+
+    @property
+    def id(self) -> str:
+        return "var-" + self.field.name
+
+    @property
+    def widget(self) -> str:
+        if self.field.is_number:
+            return "number"
+        return "select" if self.field.allowed else "text"
+
+    @property
+    def step(self) -> str:
+        return "1" if self.field.type is FieldType.INTEGER else "any"
+
+    @property
+    def max_length(self) -> int:
+        return min(self.field.max_length or MAX_TEXT_LENGTH, MAX_TEXT_LENGTH)
+
+    @property
+    def pattern(self) -> str:
+        return html_pattern(self.field.pattern)
+
+    @property
+    def described_by(self) -> str:
+        ids = [self.id + "-rule"]
+        if self.field.description:
+            ids.insert(0, self.id + "-help")
+        if self.errors:
+            ids.append(self.id + "-error")
+        return " ".join(ids)
+
+    @property
+    def rule(self) -> str:
+        """The guardrails in words: `Whole number from 1 to 8 · default 2`."""
+        f = self.field
+        if f.is_number:
+            kind = "Whole number" if f.type is FieldType.INTEGER else "Number"
+            if f.minimum is not None and f.maximum is not None:
+                text = f"{kind} from {f.minimum} to {f.maximum}"
+            elif f.minimum is not None:
+                text = f"{kind}, at least {f.minimum}"
+            elif f.maximum is not None:
+                text = f"{kind}, at most {f.maximum}"
+            else:
+                text = kind
+        elif f.allowed:
+            text = f"One of {len(f.allowed)} allowed values"
+        else:
+            parts = ["Text"]
+            if f.pattern:
+                parts.append(f"matching {f.pattern}")
+            if f.max_length:
+                parts.append(f"at most {f.max_length} characters")
+            text = ", ".join(parts)
+        return text + (" · required" if f.required else f" · default {f.default}")
+
+
+# A field's pattern is a Python regular expression; the browser reads `pattern` as JavaScript with the `v`
+# flag, which is stricter inside [classes] and about stray braces. `html_pattern` rewrites the common
+# differences; a construct JavaScript cannot say (inline flags, \A, atomic groups, ...) leaves the input
+# without a pattern, and the server checks it anyway.
+_JS_UNSUPPORTED = re.compile(r"\(\?(?:P=|#|>|[aiLmsux-]+[:)])|\\[AZzG]|[*+?}]\+|\{,")
+_QUANTIFIER = re.compile(r"\{[0-9]+(?:,[0-9]*)?\}")
+_SYNTAX = set("^$\\.*+?()[]{}|/")
+_IN_CLASS_ESCAPED = set("()[]{}/|&!#$%*+,.:;<=>?@^`~-")
+
+
+def html_pattern(pattern: str) -> str:
+    """The pattern as the browser's `pattern` attribute should read it, or "" when it cannot say the same."""
+    if not pattern or _JS_UNSUPPORTED.search(pattern):
+        return ""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            escape = _escape(pattern[i + 1 : i + 2], in_class=False)
+            if escape is None:
+                return ""
+            out.append(escape)
+            i += 2
+        elif char == "[":
+            end, text = _char_class(pattern, i)
+            if end is None:
+                return ""
+            out.append(text)
+            i = end
+        elif pattern.startswith("(?P<", i):
+            out.append("(?<")
+            i += 4
+        elif char == "{":
+            quantifier = _QUANTIFIER.match(pattern, i)
+            out.append(quantifier.group() if quantifier else "\\{")
+            i = quantifier.end() if quantifier else i + 1
+        elif char in "}]":
+            out.append("\\" + char)
+            i += 1
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
+def _char_class(pattern: str, start: int) -> tuple[int | None, str]:
+    """Rewrite the class opening at `start`; return where it ends and its JavaScript spelling."""
+    out = ["["]
+    i = start + 1
+    if pattern.startswith("^", i):
+        out.append("^")
+        i += 1
+    first = i
+    atoms: list[str] = []  # the class's members, each as JavaScript; "-" joins two into a range
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "]" and i > first:
+            return i + 1, "".join(out + _join_ranges(atoms) + ["]"])
+        if char == "\\":
+            escape = _escape(pattern[i + 1 : i + 2], in_class=True)
+            if escape is None:
+                return None, ""
+            atoms.append(escape)
+            i += 2
+            continue
+        atoms.append("-" if char == "-" else ("\\" + char if char in _IN_CLASS_ESCAPED else char))
+        i += 1
+    return None, ""
+
+
+def _join_ranges(atoms: list[str]) -> list[str]:
+    """Keep `-` between two members as a range, as Python reads it; escape every other `-`."""
+    out: list[str] = []
+    i = 0
+    while i < len(atoms):
+        if i + 2 < len(atoms) and atoms[i + 1] == "-" and atoms[i] != "-" and atoms[i + 2] != "-":
+            out += [atoms[i], "-", atoms[i + 2]]
+            i += 3
+        else:
+            out.append("\\-" if atoms[i] == "-" else atoms[i])
+            i += 1
+    return out
+
+
+def _escape(char: str, in_class: bool) -> str | None:
+    """`\\` + char in JavaScript: kept where it means the same, else the plain character."""
+    if not char:
+        return None
+    if char.isascii() and char.isalnum():
+        return "\\" + char
+    if char in _SYNTAX or (in_class and char in _IN_CLASS_ESCAPED):
+        return "\\" + char
+    return char
+
+
+def value_inputs(fields: list[Field], values: dict[str, str], errors: dict[str, list[Problem]]) -> list[ValueInput]:
+    """The template field inputs in config order, showing what was typed (else the default)."""
+    inputs = []
+    for f in fields:
+        shown = values.get(f.name)
+        if shown is None:
+            shown = "" if f.default is None else str(f.default)
+        inputs.append(ValueInput(f, shown, errors.get(VALUE_PREFIX + f.name, [])))
+    return inputs

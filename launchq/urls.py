@@ -7,12 +7,15 @@ from django.views.generic import RedirectView
 
 from launchq.api import api
 from launchq.graphql.views import graphql
-from launchq.views import config, queues
+from launchq.views import config, queues, runs
 
 app_name = "launchq"
 
 queue_urls = [
     path("", queues.queue_detail, name="queue_detail"),
+    path("runs/", runs.queue_runs, name="queue_runs"),
+    path("launch/", runs.run_create, name="run_create"),
+    path("launch/preview/", runs.launch_preview, name="launch_preview"),
     path("config/", config.queue_config, name="queue_config"),
     path("config/parse/", config.config_parse, name="config_parse"),
     path("config/tile/", config.config_tile, name="config_tile"),
@@ -25,6 +28,8 @@ app_urls = [
     path("launch/", queues.launch, name="launch"),
     path("teams/<slug:team>/queues/new/", queues.queue_create, name="queue_create"),
     path("teams/<slug:team>/queues/<str:queue>/", include(queue_urls)),
+    path("teams/<slug:team>/runs/<str:run_id>/", runs.run_detail, name="run_detail"),
+    path("teams/<slug:team>/runs/<str:run_id>/cancel/", runs.run_cancel, name="run_cancel"),
 ]
 
 urlpatterns = [

@@ -38,7 +38,7 @@ def launch(request: HttpRequest) -> HttpResponse:
 @require_GET
 def queue_detail(request: HttpRequest, team: str, queue: str) -> HttpResponse:
     queue_obj, _ = queue_for(request.user, team, queue)
-    return redirect("launchq:queue_config", team, queue_obj.name)
+    return redirect("launchq:queue_runs", team, queue_obj.name)
 
 
 @login_required
