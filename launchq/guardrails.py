@@ -28,6 +28,8 @@ INTEGER_TEXT = re.compile(r"[+-]?[0-9]+\Z")
 NON_FINITE_TEXT = re.compile(r"[+-]?(?:nan|inf|infinity)\Z", re.IGNORECASE)
 FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _EDGE_SPACE = " \t\r\n"
+# Control characters (tab and line breaks aside) cannot be stored by every database and are never meant.
+CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class FieldType(StrEnum):
@@ -125,6 +127,7 @@ ABOVE_MAXIMUM = "{field} must be at most {bound} (got {value})."
 NOT_ALLOWED = "{field} must be one of {allowed} (got {value!r})."
 NO_MATCH = "{field} must match the pattern {bound} (got {value!r})."
 TOO_LONG = "{field} must be at most {bound} characters long (got {length})."
+CONTROL = "{field} contains a control character (U+{char:04X}); remove it."
 
 TYPE_INVALID = "Choose String, Integer or Float."
 BOUND_NOT_INTEGER = "The {attribute} of an Integer must be a whole number, like 3 (got {value!r})."
@@ -144,6 +147,7 @@ PATTERN_INVALID = "The pattern is not a valid regular expression: {reason}."
 PATTERN_TOO_LONG = "The pattern can be at most {bound} characters long."
 MAX_LENGTH_INVALID = "The maximum length must be a whole number from 1 to {bound} (got {value!r})."
 DESCRIPTION_TOO_LONG = "The description can be at most {bound} characters long."
+DEFINITION_CONTROL = "The {attribute} contains a control character (U+{char:04X}); remove it."
 
 
 # --- defining a field (the admin's tile) -------------------------------------
@@ -177,6 +181,14 @@ def define_field(
     except ValueError:
         problem("type", "type_invalid", TYPE_INVALID, value=type)
         raise GuardrailError(problems) from None
+
+    allowed = list(allowed)
+    for attribute, text in (("description", description), ("default", default), ("minimum", minimum), ("maximum", maximum), ("pattern", pattern), ("max_length", max_length), *(("allowed", v) for v in allowed)):
+        bad = CONTROL_CHARACTER.search(text)
+        if bad:
+            problem(attribute, "invalid_character", DEFINITION_CONTROL, char=ord(bad.group()), value=text)
+    if problems:
+        raise GuardrailError(problems)
 
     description = description.strip()
     if len(description) > MAX_DESCRIPTION_LENGTH:
@@ -306,6 +318,9 @@ def check_value(field_: Field, raw: object) -> Value:
     if field_.type is FieldType.STRING:
         if not isinstance(raw, str):
             raise fail("type", NOT_TEXT, value=raw)
+        bad = CONTROL_CHARACTER.search(raw)
+        if bad:
+            raise fail("invalid_character", CONTROL, char=ord(bad.group()), value=raw)
         limit = min(field_.max_length or MAX_TEXT_LENGTH, MAX_TEXT_LENGTH)
         if len(raw) > limit:
             raise fail("max_length", TOO_LONG, bound=limit, length=len(raw), value=raw[:40] + "…")

@@ -15,7 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from launchq.guardrails import GuardrailError, Problem, check_values
+from launchq.guardrails import CONTROL_CHARACTER, GuardrailError, Problem, check_values
 from launchq.images import base_image, is_image_reference
 from launchq.models import DONE, ConfigVersion, Priority, Project, Queue, Run, RunEvent, RunState
 from launchq.templating import ConfigError, render_data, render_text
@@ -33,6 +33,7 @@ COMMAND_TOO_LONG = "The command can be at most {bound} characters long."
 BAD_PRIORITY = "Priority must be one of critical, high, medium, low (got {value!r})."
 BAD_BASE_IMAGE = "With these values the accelerator base image would be {value!r}, which is not a valid image reference."
 NO_CONFIG = "Queue {queue} has no saved config yet."
+CONTROL = "The {field} contains a control character (U+{code:04X}); remove it."
 
 
 class LaunchRefused(Exception):
@@ -114,11 +115,19 @@ def check_launch(
     if version is None:
         raise LaunchRefused([Problem("", "no_config", NO_CONFIG.format(queue=queue.name))])
 
+    job_obj = job if isinstance(job, Job) else Job.from_dict(job)
+    texts = {"project": project if isinstance(project, str) else "", "name": name or "", **{k: getattr(job_obj, k) for k in ("command", "source_dir", "image")}}
+    for key, text in texts.items():
+        bad = CONTROL_CHARACTER.search(text)
+        if bad:
+            problems.append(Problem(key, "invalid_character", CONTROL.format(field=key.replace("_", " "), code=ord(bad.group())), value=text))
+    if problems:
+        raise LaunchRefused(problems)
+
     project_obj = _project(queue, project, problems)
     name = (name or "").strip()
     if len(name) > MAX_NAME_LENGTH:
         problems.append(Problem("name", "max_length", NAME_TOO_LONG.format(bound=MAX_NAME_LENGTH), MAX_NAME_LENGTH))
-    job_obj = job if isinstance(job, Job) else Job.from_dict(job)
     problems.extend(_job_problems(queue, job_obj))
     try:
         priority_value = parse_priority(priority)

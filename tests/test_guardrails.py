@@ -177,3 +177,14 @@ def test_json_schema_has_the_shape_wandb_reads():
     assert json_schema(GPUS) == {"type": "integer", "minimum": 1, "maximum": 4}
     assert json_schema(RATE) == {"type": "number", "minimum": 0.0, "maximum": 1.0, "default": 0.1}
     assert json_schema(Field("d", description="help")) == {"type": "string", "description": "help"}
+
+
+@pytest.mark.parametrize("raw", ["a\x00b", "\x1b[31mred", "x\x7f"])
+def test_control_characters_are_refused_in_text_values(raw):
+    assert problem_of(BRANCH, raw)[0] == "invalid_character"
+    assert problem_of(Field("free"), raw)[0] == "invalid_character"
+
+
+def test_control_characters_are_refused_in_definitions():
+    assert codes_of_definition(type="string", allowed=["ok", "n\x00"]) == [("allowed", "invalid_character")]
+    assert codes_of_definition(type="string", description="a\x00") == [("description", "invalid_character")]

@@ -572,3 +572,11 @@ def test_finished_run_says_how_long_it_ran(client, member, queue):
     run.started_at = run.finished_at - timedelta(minutes=3, seconds=20)
     run.save()
     assert "after 3 min 20 s" in Page(client.get(run_url(run)).content.decode()).text("run-live")
+
+
+@pytest.mark.parametrize("tamper", [{"var.tag": "a\x00b"}, {"name": "run\x00"}, {"command": "python\x00 x"}])
+def test_control_characters_are_refused_not_stored(client, member, queue, tamper):
+    response = client.post(launch_url(queue), {**VALID, **tamper})
+    assert response.status_code == 400
+    assert "invalid_character" in codes(response.content.decode())
+    assert Run.objects.count() == 0

@@ -328,3 +328,11 @@ def test_values_typed_in_the_allowed_values_box_count_even_without_pressing_add(
     assert as_user(admin_user).post(url["save"], data).status_code == 302
     queue.refresh_from_db()
     assert queue.current_version.fields[0]["allowed"] == ["ml.m4.xlarge", "ml.p3.xlarge", "ml.g5.xlarge"]
+
+
+def test_control_characters_in_tiles_are_refused_not_stored(url, admin_user, queue):
+    data = form(SEED, tile_post("aws_instance", "string", ["ml.m4.xlarge", "bad\x00value"], description="x\x00"))
+    response = as_user(admin_user).post(url["save"], data)
+    assert response.status_code == 400
+    assert "control character (U+0000)" in response.content.decode()
+    assert queue.versions.count() == 1
