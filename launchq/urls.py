@@ -6,7 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from launchq.api import api
-from launchq.views import config, queues
+from launchq.views import agents, config, queues
 
 app_name = "launchq"
 
@@ -23,6 +23,10 @@ app_urls = [
     path("", RedirectView.as_view(pattern_name="launchq:launch"), name="home"),
     path("launch/", queues.launch, name="launch"),
     path("teams/<slug:team>/queues/new/", queues.queue_create, name="queue_create"),
+    path("agents/", agents.agents_home, name="agents_home"),
+    path("teams/<slug:team>/agents/", agents.agent_list, name="agent_list"),
+    path("teams/<slug:team>/agents/new/", agents.agent_create, name="agent_create"),
+    path("teams/<slug:team>/agents/<int:agent>/revoke/", agents.agent_revoke, name="agent_revoke"),
     path("teams/<slug:team>/queues/<str:queue>/", include(queue_urls)),
 ]
 
