@@ -45,7 +45,7 @@ class Server:
         self.token = token
         self.timeout = timeout
 
-    def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    def post(self, path: str, body: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any] | None:
         """POST JSON to /api/agent/<path>; the decoded answer, or None for 204 No Content."""
         data = json.dumps(body or {}).encode()
         request = urllib.request.Request(
@@ -60,7 +60,7 @@ class Server:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
                 if response.status == 204:
                     return None
                 return _decode(response.read())

@@ -308,7 +308,7 @@ class Agent:
         if self.exit_code == EXIT_UNAUTHORIZED:
             return
         try:
-            self.server.post("heartbeat", {"status": "offline", "hostname": self.hostname})
+            self.server.post("heartbeat", {"status": "offline", "hostname": self.hostname}, timeout=5)
         except (ServerUnavailable, Refused):
             pass
         log.info("Agent %s stopped.", self.name)

@@ -169,6 +169,7 @@ def write_config(resolved: Resolved, workdir: Path) -> Path:
 def job_environment(environ: Mapping[str, str], run: Mapping[str, Any], config_path: str, image_uri: str | None) -> dict[str, str]:
     """The agent's environment (minus its token) and the run's identity."""
     env = {k: v for k, v in environ.items() if k not in PRIVATE_ENV}
+    env.setdefault("PYTHONUNBUFFERED", "1")  # a Python job's output reaches the run page as it is printed
     env.update(
         LAUNCHQ_RUN_ID=str(run["id"]),
         LAUNCHQ_RUN_NAME=str(run.get("name") or ""),

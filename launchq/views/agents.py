@@ -16,6 +16,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_POST
 
 from launchq.access import membership_for, require_admin
@@ -108,7 +109,7 @@ def _render(request: HttpRequest, membership: Membership, form: AgentForm | None
     holding: dict[int, list[Run]] = {}
     for run in Run.objects.filter(agent__in=agents, state__in=HELD_BY_AGENT).order_by("created_at"):
         holding.setdefault(run.agent_id, []).append(run)
-    rows = [{"agent": a, "state": a.state, "runs": holding.get(a.pk, [])} for a in agents]
+    rows = [{"agent": a, "state": a.state, "seen": _seen(a), "runs": holding.get(a.pk, [])} for a in agents]
     context = {
         "team": team, "membership": membership, "rows": rows, "nav": "agents",
         "offline_after": int(Agent.OFFLINE_AFTER.total_seconds()),
@@ -132,6 +133,18 @@ def _start_command(request: HttpRequest, agent: Agent, token: str) -> str:
     url = request.build_absolute_uri("/").rstrip("/")
     queues = " ".join(f"--queue {shlex.quote(q.name)}" for q in agent.queues.order_by("name"))
     return f"LAUNCHQ_AGENT_TOKEN={token} python -m launchq.agent --url {shlex.quote(url)} {queues}"
+
+
+def _seen(agent: Agent) -> str:
+    """When the agent was last heard from, in words: `12 seconds ago`, `3 minutes ago`."""
+    if agent.last_seen_at is None:
+        return ""
+    seconds = int((timezone.now() - agent.last_seen_at).total_seconds())
+    if seconds < 2:
+        return "just now"
+    if seconds < 60:
+        return f"{seconds} seconds ago"
+    return f"{timesince(agent.last_seen_at)} ago"
 
 
 def _token_key(team: Team) -> str:
