@@ -307,7 +307,8 @@ def test_cancel_stops_the_running_job(queue, member_user, register, agents, sour
     assert "holding" in run.output
 
 
-def test_sigterm_stops_the_job_reports_it_and_exits_0(queue, member_user, register, agents, source, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_job_reports_it_and_exits_0(signum, queue, member_user, register, agents, source, tmp_path):
     hold = tmp_path / "hold"
     hold.write_text("hold")
     agent, token = register("box-1", queue)
@@ -315,12 +316,12 @@ def test_sigterm_stops_the_job_reports_it_and_exits_0(queue, member_user, regist
     run = launch_run(queue, member_user, {}, project="proj", job={"command": f"{sys.executable} job.py", "source_dir": str(source)})
     wait_state(run, "running")
     job_pid = int(wait_for(lambda: Path(str(hold) + ".pid").exists() and Path(str(hold) + ".pid").read_text(), what="the job"))
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     assert proc.wait(30) == 0, log_of(proc)
     assert not alive(job_pid)
     run.refresh_from_db()
     assert run.state == "failed"
-    assert "The agent was stopped (SIGTERM)" in run.failure_reason
+    assert f"The agent was stopped ({signum.name})" in run.failure_reason
     agent.refresh_from_db()
     assert agent.state == "offline"
 

@@ -117,6 +117,9 @@ def test_revoke(client, admin_user, team, queue):
     assert "Revoked agent box-1" in response.content.decode()
     agent.refresh_from_db()
     assert agent.revoked_at is not None and agent.state == "revoked"
+    Agent.issue(team, "box-2")
+    page = client.get("/teams/ml/agents/").content.decode()
+    assert page.index("box-2") < page.index("box-1")  # revoked agents sink to the bottom
     assert client.post("/api/agent/pop", {}, content_type="application/json", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 

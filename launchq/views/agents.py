@@ -13,6 +13,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
+from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -105,7 +106,9 @@ def agent_revoke(request: HttpRequest, team: str, agent: int) -> HttpResponse:
 
 def _render(request: HttpRequest, membership: Membership, form: AgentForm | None, status: int = 200) -> HttpResponse:
     team = membership.team
-    agents = list(team.agents.prefetch_related("queues").select_related("created_by").order_by("revoked_at", "name"))
+    agents = list(
+        team.agents.prefetch_related("queues").select_related("created_by").order_by(F("revoked_at").asc(nulls_first=True), "name")
+    )
     holding: dict[int, list[Run]] = {}
     for run in Run.objects.filter(agent__in=agents, state__in=HELD_BY_AGENT).order_by("created_at"):
         holding.setdefault(run.agent_id, []).append(run)
