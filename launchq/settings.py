@@ -143,3 +143,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
+
+# Launch agents: a lease lasts this long without a heartbeat; a run gets this many leases before it fails.
+LAUNCHQ_LEASE_SECONDS = int(os.environ.get("LAUNCHQ_LEASE_SECONDS", "60"))
+LAUNCHQ_MAX_ATTEMPTS = int(os.environ.get("LAUNCHQ_MAX_ATTEMPTS", "3"))

@@ -7,7 +7,7 @@ from django.views.generic import RedirectView
 
 from launchq.api import api
 from launchq.graphql.views import graphql
-from launchq.views import config, queues, runs
+from launchq.views import agents, config, queues, runs
 
 app_name = "launchq"
 
@@ -27,6 +27,10 @@ app_urls = [
     path("", RedirectView.as_view(pattern_name="launchq:launch"), name="home"),
     path("launch/", queues.launch, name="launch"),
     path("teams/<slug:team>/queues/new/", queues.queue_create, name="queue_create"),
+    path("agents/", agents.agents_home, name="agents_home"),
+    path("teams/<slug:team>/agents/", agents.agent_list, name="agent_list"),
+    path("teams/<slug:team>/agents/new/", agents.agent_create, name="agent_create"),
+    path("teams/<slug:team>/agents/<int:agent>/revoke/", agents.agent_revoke, name="agent_revoke"),
     path("teams/<slug:team>/queues/<str:queue>/", include(queue_urls)),
     path("teams/<slug:team>/runs/<str:run_id>/", runs.run_detail, name="run_detail"),
     path("teams/<slug:team>/runs/<str:run_id>/cancel/", runs.run_cancel, name="run_cancel"),

@@ -11,3 +11,7 @@ api = NinjaAPI(
     description="Launch runs onto launchq queues within their guardrails, and follow them.",
     urls_namespace="api",
 )
+
+from launchq.api import agents  # noqa: E402
+
+api.add_router("/agent/", agents.router)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -12,7 +14,7 @@ from django.db import transaction
 
 from launchq.configs import create_queue
 from launchq.guardrails import Field, FieldType
-from launchq.models import Membership, Project, Queue, Resource, Role, Team
+from launchq.models import Agent, Membership, Project, Queue, Resource, Role, Team, hash_token
 
 SAGEMAKER_CONFIG = """\
 RoleArn: arn:aws:iam:region:account-id:resource-type/resource-id
@@ -36,6 +38,52 @@ ACCELERATOR_CONFIG = """\
 }
 """
 
+LOCAL_CONFIG = """\
+# Runs on the agent's own machine. The agent fills the ${macros}, writes this
+# config to the file named by $LAUNCHQ_CONFIG_PATH and runs the job's command.
+run:
+  id: ${run_id}
+  name: ${run_name}
+  project: ${project_name}
+  entity: ${entity_name}
+training:
+  epochs: "{{epochs}}"
+  learning_rate: "{{learning_rate}}"
+output_dir: /tmp/launchq-demo/${run_id}
+"""
+
+EPOCHS = Field(
+    "epochs", FieldType.INTEGER, description="How many epochs the demo job trains for (one second each).",
+    minimum=1, maximum=10, default=3,
+)
+LEARNING_RATE = Field(
+    "learning_rate", FieldType.FLOAT, description="The demo job's learning rate.", minimum=0.0001, maximum=1.0, default=0.01,
+)
+
+# The job local-queue runs in the demo: it reads its config and "trains".
+DEMO_JOB = """\
+\"\"\"launchq's demo job: read the resolved config, train for a few epochs, write a result.\"\"\"
+import json, os, sys, time
+
+import yaml
+
+path = os.environ["LAUNCHQ_CONFIG_PATH"]
+with open(path) as f:
+    config = yaml.safe_load(f)
+print(f"run {os.environ['LAUNCHQ_RUN_ID']} ({os.environ['LAUNCHQ_RUN_NAME']}) in {os.environ['LAUNCHQ_ENTITY']}/{os.environ['LAUNCHQ_PROJECT']}")
+print("config:", json.dumps(config, sort_keys=True))
+epochs, lr = config["training"]["epochs"], config["training"]["learning_rate"]
+loss = 1.0
+for epoch in range(1, epochs + 1):
+    time.sleep(1)
+    loss *= 1 - min(lr * 10, 0.9)
+    print(f"epoch {epoch}/{epochs}: loss {loss:.4f}", flush=True)
+os.makedirs(config["output_dir"], exist_ok=True)
+with open(os.path.join(config["output_dir"], "result.json"), "w") as f:
+    json.dump({"epochs": epochs, "loss": loss}, f)
+print("wrote", os.path.join(config["output_dir"], "result.json"))
+"""
+
 AWS_INSTANCE = Field(
     "aws_instance",
     FieldType.STRING,
@@ -45,7 +93,7 @@ AWS_INSTANCE = Field(
 
 
 class Command(BaseCommand):
-    help = "Create the demo team, its admin and member users, a project and two queues (idempotent)."
+    help = "Create the demo team, its admin and member users, a project, three queues and an agent (idempotent)."
 
     def handle(self, *args, **options) -> None:
         password, source = _password()
@@ -66,7 +114,17 @@ class Command(BaseCommand):
                     team, admin, "gpu-queue", Resource.LOCAL_CONTAINER, ACCELERATOR_CONFIG, "json", {},
                     "Builds run images on a TensorFlow GPU base image.",
                 )
+            job_path = _demo_job()
+            if not Queue.objects.filter(team=team, name="local-queue").exists():
+                create_queue(
+                    team, admin, "local-queue", Resource.LOCAL_PROCESS, LOCAL_CONFIG, "yaml",
+                    {"epochs": EPOCHS, "learning_rate": LEARNING_RATE},
+                    f"Runs jobs as processes on the agent's machine. Try the command: {sys.executable} {job_path}",
+                )
+            agent_line = _demo_agent(team, admin)
         self.stdout.write(f"Demo team 'demo' is ready. Log in as admin or member, password: {password} ({source})")
+        self.stdout.write(f"Start the demo agent for local-queue in another terminal:\n  {agent_line}")
+        self.stdout.write(f"Then launch on local-queue with the command: {sys.executable} {job_path}")
 
 
 def _user(username: str, password: str, superuser: bool):
@@ -77,6 +135,30 @@ def _user(username: str, password: str, superuser: bool):
     user.is_staff = user.is_superuser = superuser
     user.save()
     return user
+
+
+def _demo_job() -> Path:
+    """The demo job's script, kept in var/demo-job/train.py."""
+    path = settings.VAR_DIR / "demo-job" / "train.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != DEMO_JOB:
+        path.write_text(DEMO_JOB)
+    return path
+
+
+def _demo_agent(team: Team, admin) -> str:
+    """An agent for local-queue whose token is kept in var/demo_agent_token; the line that starts it."""
+    path = settings.VAR_DIR / "demo_agent_token"
+    token = path.read_text().strip() if path.exists() else ""
+    agent = Agent.objects.active().filter(team=team, digest=hash_token(token)).first() if token else None
+    if agent is None:
+        Agent.objects.filter(team=team, name="demo-agent").delete()
+        agent, token = Agent.issue(team, "demo-agent", created_by=admin)
+        path.write_text(token)
+        path.chmod(0o600)
+    agent.queues.add(*Queue.objects.filter(team=team, name="local-queue"))
+    url = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
+    return f"LAUNCHQ_AGENT_TOKEN=$(cat {path}) {sys.executable} -m launchq.agent --url {url} --queue local-queue"
 
 
 def _password() -> tuple[str, str]:

@@ -1,0 +1,5 @@
+import sys
+
+from launchq.agent.cli import main
+
+sys.exit(main())
