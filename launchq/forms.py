@@ -171,6 +171,8 @@ class QueueForm(forms.ModelForm):
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]
+        if name.lower() == "new":
+            raise forms.ValidationError("“new” is reserved; choose another name.")
         if Queue.objects.filter(team=self.team, name=name).exists():
             raise forms.ValidationError("This team already has a queue with that name.")
         return name

@@ -312,6 +312,7 @@ def test_a_new_queue_with_fields_opens_as_a_draft_to_review(admin_user, team):
     [
         {"name": "", "resource": "kubernetes", "format": "yaml"},
         {"name": "has space", "resource": "kubernetes", "format": "yaml"},
+        {"name": "new", "resource": "kubernetes", "format": "yaml"},
         {"name": "ok", "resource": "mainframe", "format": "yaml"},
         {"name": "ok", "resource": "kubernetes", "format": "yaml", "config": "a: [\n"},
     ],
