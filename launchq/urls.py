@@ -6,7 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from launchq.api import api
-from launchq.views import config, queues
+from launchq.views import config, queues, tokens
 
 app_name = "launchq"
 
@@ -22,6 +22,9 @@ queue_urls = [
 app_urls = [
     path("", RedirectView.as_view(pattern_name="launchq:launch"), name="home"),
     path("launch/", queues.launch, name="launch"),
+    path("account/tokens/", tokens.token_list, name="token_list"),
+    path("account/tokens/new/", tokens.token_create, name="token_create"),
+    path("account/tokens/<int:pk>/revoke/", tokens.token_revoke, name="token_revoke"),
     path("teams/<slug:team>/queues/new/", queues.queue_create, name="queue_create"),
     path("teams/<slug:team>/queues/<str:queue>/", include(queue_urls)),
 ]
