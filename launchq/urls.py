@@ -7,7 +7,7 @@ from django.views.generic import RedirectView
 
 from launchq.api import api
 from launchq.graphql.views import graphql
-from launchq.views import agents, config, queues, runs
+from launchq.views import agents, config, queues, runs, tokens
 
 app_name = "launchq"
 
@@ -26,6 +26,9 @@ queue_urls = [
 app_urls = [
     path("", RedirectView.as_view(pattern_name="launchq:launch"), name="home"),
     path("launch/", queues.launch, name="launch"),
+    path("account/tokens/", tokens.token_list, name="token_list"),
+    path("account/tokens/new/", tokens.token_create, name="token_create"),
+    path("account/tokens/<int:pk>/revoke/", tokens.token_revoke, name="token_revoke"),
     path("teams/<slug:team>/queues/new/", queues.queue_create, name="queue_create"),
     path("agents/", agents.agents_home, name="agents_home"),
     path("teams/<slug:team>/agents/", agents.agent_list, name="agent_list"),

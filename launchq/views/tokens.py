@@ -1,0 +1,79 @@
+"""The API tokens page: a person creates named personal API tokens and revokes them.
+
+A new token is shown once, in the answer to the POST that created it; only its
+hash is stored, so it can never be shown again.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import F
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from launchq.models import ApiToken
+
+NAME_TAKEN = "You already have an active token named {name!r}; pick another name or revoke that one first."
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(
+        label="Token name",
+        max_length=ApiToken._meta.get_field("name").max_length,
+        help_text="What the token is for, like “laptop CLI” or “nightly sweep”, so you can tell tokens apart.",
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if ApiToken.objects.active().filter(user=self.user, name=name).exists():
+            raise forms.ValidationError(NAME_TAKEN.format(name=name), code="name_taken")
+        return name
+
+
+@login_required
+@require_GET
+def token_list(request: HttpRequest) -> HttpResponse:
+    return _render(request, TokenForm(user=request.user))
+
+
+@login_required
+@require_POST
+def token_create(request: HttpRequest) -> HttpResponse:
+    form = TokenForm(request.POST, user=request.user)
+    if not form.is_valid():
+        return _render(request, form, status=400)
+    token, plaintext = ApiToken.issue(request.user, form.cleaned_data["name"])
+    # Rendered, not redirected: the plaintext exists only in this one answer.
+    return _render(request, TokenForm(user=request.user), new_token=token, plaintext=plaintext)
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        messages.success(request, f"Revoked “{token.name}” ({token.prefix}…). Anything still using it now gets 401.")
+    return redirect("launchq:token_list")
+
+
+def _render(request: HttpRequest, form: TokenForm, *, status: int = 200, **extra) -> HttpResponse:
+    tokens = ApiToken.objects.filter(user=request.user).order_by(F("revoked_at").desc(nulls_first=True), "-created_at")
+    context = {
+        "form": form,
+        "tokens": tokens,
+        "nav": "tokens",
+        "api_url": request.build_absolute_uri("/api/"),
+        "server_url": request.build_absolute_uri("/").rstrip("/"),
+        **extra,
+    }
+    return render(request, "launchq/tokens.html", context, status=status)
