@@ -21,6 +21,7 @@ queue_urls = [
     path("config/tile/", config.config_tile, name="config_tile"),
     path("config/save/", config.config_save, name="config_save"),
     path("config/versions/<int:number>/", config.config_version, name="config_version"),
+    path("config/versions/<int:number>/restore/", config.config_restore, name="config_restore"),
 ]
 
 app_urls = [

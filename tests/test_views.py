@@ -287,6 +287,31 @@ def test_a_version_page_shows_its_text_fields_and_changes(url, admin_user, queue
     assert as_user(admin_user).get(url["config"] + "versions/9/").status_code == 404
 
 
+
+def test_restoring_an_old_version_saves_it_again_as_the_newest(url, admin_user, member_user, queue):
+    admin = as_user(admin_user)
+    admin.post(url["save"], form(SEED.replace("InstanceType: \"{{aws_instance}}\"", "InstanceType: ml.m4.xlarge")))
+    queue.refresh_from_db()
+    assert queue.current_version.number == 2 and queue.current_version.fields == []
+
+    restore = url["v1"] + "restore/"
+    assert as_user(member_user).post(restore, {"base_version": "2"}).status_code == 403
+    assert 'Restore this version' not in as_user(member_user).get(url["v1"]).content.decode()
+    assert 'Restore this version' in admin.get(url["v1"]).content.decode()
+
+    # From a page opened before someone else saved: refused, nothing stored.
+    response = admin.post(restore, {"base_version": "1"}, follow=True)
+    assert "Not restored: version 2 was saved since you opened this page" in response.content.decode()
+    assert ConfigVersion.objects.filter(queue=queue).count() == 2
+
+    response = admin.post(restore, {"base_version": "2"}, follow=True)
+    assert "Restored version 1 as version 3." in response.content.decode()
+    queue.refresh_from_db()
+    v1, v3 = queue.versions.get(number=1), queue.current_version
+    assert v3.number == 3 and v3.text == v1.text and v3.fields == v1.fields and v3.created_by == admin_user
+    assert 'Restore this version' not in admin.get(url["config"] + "versions/3/").content.decode()
+    assert admin.post(url["config"] + "versions/9/restore/", {"base_version": "3"}).status_code == 404
+
 # --- creating a queue ------------------------------------------------------------
 
 

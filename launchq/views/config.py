@@ -119,6 +119,7 @@ def config_version(request: HttpRequest, team: str, queue: str, number: int) -> 
             )
         )
     tiles = [Tile.from_field(f) for f in version.definitions]
+    is_current = queue_obj.current_version_id == version.pk
     return render(
         request,
         "launchq/config_version.html",
@@ -129,7 +130,8 @@ def config_version(request: HttpRequest, team: str, queue: str, number: int) -> 
             "previous": previous,
             "diff": diff,
             "tiles": tiles,
-            "is_current": queue_obj.current_version_id == version.pk,
+            "is_current": is_current,
+            "current_number": queue_obj.current_version.number if queue_obj.current_version else None,
             "tab": "config",
         },
     )
@@ -230,3 +232,35 @@ def _render_page(request, queue, membership, state: _EditorState, status: int = 
     )
     context["formats"] = [("yaml", "YAML"), ("json", "JSON")]
     return render(request, "launchq/queue_config.html", context, status=status)
+
+
+@login_required
+@require_POST
+def config_restore(request: HttpRequest, team: str, queue: str, number: int) -> HttpResponse:
+    """Restore an earlier version: its text and field definitions saved again as the newest version."""
+    queue_obj, membership = queue_for(request.user, team, queue)
+    require_admin(membership)
+    try:
+        version = queue_obj.versions.get(number=number)
+    except ConfigVersion.DoesNotExist:
+        raise Http404("No such version.") from None
+    try:
+        base = int(request.POST.get("base_version", ""))
+    except ValueError:
+        base = None
+    definitions = {f.name: f for f in version.definitions}
+    try:
+        result = save_config(queue_obj, request.user, version.text, version.format, definitions, base)
+    except ConfigConflict as conflict:
+        newer = conflict.newer.number if conflict.newer else "a newer version"
+        messages.error(request, f"Not restored: version {newer} was saved since you opened this page. Look at it first.")
+        return redirect("launchq:config_version", team, queue, number)
+    except ConfigRejected as rejected:
+        # A version that was once accepted can fail today's checks (a stricter rule); say which.
+        messages.error(request, f"Version {number} cannot be restored: {rejected}")
+        return redirect("launchq:config_version", team, queue, number)
+    if result.created:
+        messages.success(request, f"Restored version {number} as version {result.version.number}.")
+    else:
+        messages.info(request, f"Version {result.version.number} already has this config; nothing changed.")
+    return redirect("launchq:queue_config", team, queue)
