@@ -3,7 +3,7 @@
 It talks to a launchq server over its JSON API and needs only the server's URL
 and a personal API token (from the API tokens page), never the server's code
 or database. Standard library only, so this one file runs anywhere Python 3.9+
-does:
+does; the server hands it out at /cli/launchq-cli.py:
 
     export LAUNCHQ_URL=https://launchq.example.com
     export LAUNCHQ_TOKEN=lq_...
@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help="seconds to wait for the server (default 30)")
 
     parser = argparse.ArgumentParser(
-        prog="python -m launchq.cli",
+        prog="python -m launchq.cli" if __package__ else "python3 " + os.path.basename(sys.argv[0] or "launchq-cli.py"),
         description="Launch runs onto launchq queues within their guardrails, and follow them.",
         parents=[common],
         epilog="Exit codes: 0 done, 1 refused by the server, 2 bad command line, 3 server unreachable.",

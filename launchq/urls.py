@@ -30,6 +30,7 @@ app_urls = [
     path("account/tokens/", tokens.token_list, name="token_list"),
     path("account/tokens/new/", tokens.token_create, name="token_create"),
     path("account/tokens/<int:pk>/revoke/", tokens.token_revoke, name="token_revoke"),
+    path("cli/launchq-cli.py", tokens.cli_download, name="cli_download"),
     path("teams/<slug:team>/queues/new/", queues.queue_create, name="queue_create"),
     path("agents/", agents.agents_home, name="agents_home"),
     path("teams/<slug:team>/agents/", agents.agent_list, name="agent_list"),

@@ -263,3 +263,23 @@ def test_the_cli_runs_from_the_source_tree_too(tmp_path):
     assert result.returncode == 0
     for command in ("queues", "fields", "launch", "runs", "run", "cancel"):
         assert command in result.stdout
+
+
+def test_the_cli_downloaded_from_the_server_runs_on_its_own(live_server, tmp_path, member_user, queue):
+    import urllib.request
+
+    with urllib.request.urlopen(live_server.url + "/cli/launchq-cli.py") as answer:
+        assert "attachment" in answer.headers["Content-Disposition"]
+        (tmp_path / "launchq-cli.py").write_bytes(answer.read())
+    _, token = ApiToken.issue(member_user, "downloaded cli")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "PYTHON", "LAUNCHQ"))}
+    env.update(LAUNCHQ_URL=live_server.url, LAUNCHQ_TOKEN=token)
+
+    result = subprocess.run([sys.executable, "-E", "-s", "launchq-cli.py", "fields", "ml/train"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "aws_instance" in result.stdout and "ml.p3.xlarge" in result.stdout
+
+    usage = subprocess.run([sys.executable, "-E", "-s", "launchq-cli.py", "--help"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert "usage: python3 launchq-cli.py" in usage.stdout

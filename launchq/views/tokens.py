@@ -6,17 +6,21 @@ hash is stored, so it can never be shown again.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from launchq.models import ApiToken
 
+CLI_SOURCE = Path(__file__).resolve().parent.parent / "cli.py"
 NAME_TAKEN = "You already have an active token named {name!r}; pick another name or revoke that one first."
 
 
@@ -73,7 +77,16 @@ def _render(request: HttpRequest, form: TokenForm, *, status: int = 200, **extra
         "tokens": tokens,
         "nav": "tokens",
         "api_url": request.build_absolute_uri("/api/"),
+        "cli_url": request.build_absolute_uri(reverse("launchq:cli_download")),
         "server_url": request.build_absolute_uri("/").rstrip("/"),
         **extra,
     }
     return render(request, "launchq/tokens.html", context, status=status)
+
+
+@require_GET
+def cli_download(request: HttpRequest) -> HttpResponse:
+    """The CLI as one standard-library file, so a terminal needs nothing but Python and this server's URL."""
+    response = HttpResponse(CLI_SOURCE.read_bytes(), content_type="text/x-python; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="launchq-cli.py"'
+    return response
