@@ -112,3 +112,25 @@ def test_members_see_the_config_tab_read_only(page, live_server, demo):
     expect(page.get_by_role("button", name="Save config")).to_have_count(0)
     expect(page.get_by_role("button", name="Parse configuration")).to_have_count(0)
     expect(page.locator("#tile-aws_instance")).to_contain_text("ml.m4.xlarge")
+
+
+def test_controls_swapped_in_by_htmx_answer_at_once(page, live_server, demo):
+    """A tile's Type select works the moment the tile appears: htmx wires new
+    content up in the same task that inserts it, so a quick click is never lost
+    (with htmx's default 20 ms settle delay it was, now and then)."""
+    open_config_tab(page, live_server, "admin")
+    page.evaluate(
+        """() => {
+        window.__late = 0;
+        document.body.addEventListener('htmx:afterSwap', () => {
+            queueMicrotask(() => { window.__late += document.querySelectorAll('.htmx-added').length; });
+        });
+    }"""
+    )
+    editor = page.get_by_label("Queue config")
+    editor.fill(editor.input_value().replace("InstanceCount: 1", "InstanceCount: {{gpus}}"))
+    page.get_by_role("button", name="Parse configuration").click()
+    tile = page.locator("#tile-gpus")
+    tile.get_by_label("Type").select_option(label="Float")
+    expect(tile.get_by_label("Minimum")).to_be_visible()
+    assert page.evaluate("window.__late") == 0
