@@ -93,7 +93,9 @@ def save_config(
             version = ConfigVersion.objects.create(
                 queue=queue, number=(base_number or 0) + 1, text=text, format=fmt.value, fields=fields, created_by=user
             )
-            moved = Queue.objects.filter(pk=queue.pk, current_version=current).update(current_version=version)
+            moved = Queue.objects.filter(pk=queue.pk, current_version=current).update(
+                current_version=version, draft_text="", draft_format=""
+            )
             if not moved:
                 raise ConfigConflict(None)
     except IntegrityError:
@@ -103,6 +105,7 @@ def save_config(
             conflict.newer = Queue.objects.get(pk=queue.pk).current_version
         raise
     queue.current_version = version
+    queue.draft_text = queue.draft_format = ""
     return SaveResult(version, True, dropped)
 
 
@@ -111,6 +114,20 @@ def create_queue(team, user, name: str, resource: str, text: str = "", fmt: Form
     with transaction.atomic():
         queue = Queue.objects.create(team=team, name=name, resource=resource, created_by=user, description=description)
         save_config(queue, user, text, fmt, definitions or {}, None)
+    return queue
+
+
+def create_queue_with_draft(team, user, name: str, resource: str, text: str, fmt: Format | str, description: str = "") -> Queue:
+    """A new queue whose config has template fields still without guardrails.
+
+    Its first version is empty and the text waits as the queue's draft, shown on
+    the Config tab, until an admin saves the fields; launches are refused till then.
+    """
+    fmt = Format(fmt)
+    with transaction.atomic():
+        queue = create_queue(team, user, name, resource, "", fmt, {}, description)
+        queue.draft_text, queue.draft_format = text, fmt.value
+        queue.save(update_fields=["draft_text", "draft_format"])
     return queue
 
 
@@ -126,4 +143,4 @@ def check_definitions(tiles) -> tuple[dict[str, Field], list[Problem]]:
     return definitions, problems
 
 
-__all__ = ["ConfigConflict", "ConfigRejected", "SaveResult", "check_config", "check_definitions", "create_queue", "save_config", "GuardrailError"]
+__all__ = ["ConfigConflict", "ConfigRejected", "SaveResult", "check_config", "check_definitions", "create_queue", "create_queue_with_draft", "save_config", "GuardrailError"]

@@ -86,6 +86,10 @@ class Queue(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     current_version = models.ForeignKey("ConfigVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # A queue created with template fields keeps its config here until an admin saves the
+    # fields' guardrails; nobody can launch on it meanwhile.
+    draft_text = models.TextField(blank=True, help_text="Config text waiting for its first Save config.")
+    draft_format = models.CharField(max_length=8, blank=True)
 
     class Meta:
         ordering = ["team__slug", "name"]

@@ -33,6 +33,7 @@ COMMAND_TOO_LONG = "The command can be at most {bound} characters long."
 BAD_PRIORITY = "Priority must be one of critical, high, medium, low (got {value!r})."
 BAD_BASE_IMAGE = "With these values the accelerator base image would be {value!r}, which is not a valid image reference."
 NO_CONFIG = "Queue {queue} has no saved config yet."
+NOT_READY = "Queue {queue} is not ready: an admin has not saved its template fields' guardrails yet."
 CONTROL = "The {field} contains a control character (U+{code:04X}); remove it."
 
 
@@ -114,6 +115,8 @@ def check_launch(
     problems: list[Problem] = []
     if version is None:
         raise LaunchRefused([Problem("", "no_config", NO_CONFIG.format(queue=queue.name))])
+    if queue.draft_text:
+        raise LaunchRefused([Problem("", "no_config", NOT_READY.format(queue=queue.name))])
 
     job_obj = job if isinstance(job, Job) else Job.from_dict(job)
     texts = {"project": project if isinstance(project, str) else "", "name": name or "", **{k: getattr(job_obj, k) for k in ("command", "source_dir", "image")}}

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from launchq.guardrails import Field, FieldType
-from launchq.models import ConfigVersion, Queue
+from launchq.models import ConfigVersion, Queue, Run
 
 from .test_templating import SEED
 
@@ -312,6 +312,16 @@ def test_restoring_an_old_version_saves_it_again_as_the_newest(url, admin_user, 
     assert 'Restore this version' not in admin.get(url["config"] + "versions/3/").content.decode()
     assert admin.post(url["config"] + "versions/9/restore/", {"base_version": "3"}).status_code == 404
 
+def test_a_blank_editor_is_not_saved_over_a_config(admin_user, team, make_queue):
+    queue = make_queue(team, "q", text="a: 1\n")
+    response = as_user(admin_user).post("/teams/ml/queues/q/config/save/", {"text": "  \n", "format": "yaml", "base_version": "1"})
+    assert response.status_code == 400
+    assert "The queue config is empty." in response.content.decode()
+    assert queue.versions.count() == 1
+    response = as_user(admin_user).post("/teams/ml/queues/q/config/save/", {"text": "{}", "format": "yaml", "base_version": "1"})
+    assert response.status_code == 302 and Queue.objects.get(pk=queue.pk).current_version.text == "{}"
+
+
 # --- creating a queue ------------------------------------------------------------
 
 
@@ -328,8 +338,32 @@ def test_a_new_queue_with_fields_opens_as_a_draft_to_review(admin_user, team):
     client.post("/teams/ml/queues/new/", {"name": "drafted", "resource": "local-process", "format": "yaml", "config": "n: '{{n}}'\n"})
     queue = Queue.objects.get(team=team, name="drafted")
     assert queue.current_version.fields == []
-    body = client.get("/teams/ml/queues/drafted/config/").content.decode()
-    assert 'id="tile-n"' in body and "{{n}}" in body
+    for _ in range(2):  # the draft is kept until saved: a reload or a second visit still shows it
+        body = client.get("/teams/ml/queues/drafted/config/").content.decode()
+        assert 'id="tile-n"' in body and "{{n}}" in body and "Not ready for launches yet." in body
+
+
+def test_nobody_launches_on_a_new_queue_until_its_fields_are_saved(admin_user, member_user, team):
+    admin = as_user(admin_user)
+    admin.post("/teams/ml/queues/new/", {"name": "drafted", "resource": "local-process", "format": "yaml", "config": "n: '{{n}}'\n"})
+    member = as_user(member_user)
+    launch = {"project": "proj", "command": "python train.py"}
+    response = member.post("/teams/ml/queues/drafted/launch/", launch)
+    assert response.status_code == 400
+    assert "an admin has not saved its template fields&#x27; guardrails yet" in response.content.decode()
+    assert "Not ready for launches yet." in member.get("/teams/ml/queues/drafted/runs/").content.decode()
+    assert not Run.objects.exists()
+
+    saved = admin.post(
+        "/teams/ml/queues/drafted/config/save/",
+        {"text": "n: '{{n}}'\n", "format": "yaml", "base_version": "1", "tiles": "n", "f.n.type": "integer", "f.n.default": "2"},
+    )
+    assert saved.status_code == 302
+    queue = Queue.objects.get(team=team, name="drafted")
+    assert queue.draft_text == "" and queue.current_version.number == 2
+    assert "Not ready" not in admin.get("/teams/ml/queues/drafted/config/").content.decode()
+    assert member.post("/teams/ml/queues/drafted/launch/", launch).status_code == 302
+    assert Run.objects.get().values == {"n": 2}
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,11 @@ from launchq.guardrails import FieldType
 from launchq.macros import BUILTIN_MACROS
 from launchq.models import ConfigVersion, Run
 from launchq.templating import ConfigError, ParsedConfig, parse_config
-from launchq.views.queues import draft_key
+
+EMPTY_SAVE = (
+    "The queue config is empty. Saving it would leave the queue with no resource config; "
+    "if that is what you want, write {} and press Save config."
+)
 
 
 @login_required
@@ -25,9 +29,8 @@ from launchq.views.queues import draft_key
 def queue_config(request: HttpRequest, team: str, queue: str) -> HttpResponse:
     queue_obj, membership = queue_for(request.user, team, queue)
     version = queue_obj.current_version
-    draft = request.session.pop(draft_key(queue_obj), None) if membership.is_admin else None
-    if draft:
-        state = _EditorState.from_post(ConfigPost(draft["text"], draft["format"], version.number, {}, None), version)
+    if queue_obj.draft_text and membership.is_admin:
+        state = _EditorState.from_post(ConfigPost(queue_obj.draft_text, queue_obj.draft_format, version.number, {}, None), version)
     else:
         state = _EditorState.from_version(version)
     return _render_page(request, queue_obj, membership, state)
@@ -81,6 +84,8 @@ def config_save(request: HttpRequest, team: str, queue: str) -> HttpResponse:
     current = queue_obj.current_version
     state = _EditorState.from_post(post, current)
     definitions, problems = state.check_tiles()
+    if not post.text.strip() and current is not None and current.text.strip():
+        state.config_error = ConfigError("empty", EMPTY_SAVE)
     if state.config_error or problems or state.unreviewed:
         return _render_page(request, queue_obj, membership, state, status=400)
     try:

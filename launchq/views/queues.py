@@ -10,14 +10,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from launchq.access import membership_for, queue_for, require_admin
-from launchq.configs import ConfigRejected, check_config, create_queue
+from launchq.configs import ConfigRejected, check_config, create_queue, create_queue_with_draft
 from launchq.forms import QueueForm
 from launchq.models import IN_FLIGHT, Membership, Queue
 from launchq.templating import ConfigError
-
-
-def draft_key(queue: Queue) -> str:
-    return f"config-draft-{queue.pk}"
 
 
 @login_required
@@ -51,18 +47,22 @@ def queue_create(request: HttpRequest, team: str) -> HttpResponse:
         data = form.cleaned_data
         try:
             has_fields = bool(check_config(data["config"], data["format"]).fields)
-            first_text = "" if has_fields else data["config"]
-            queue = create_queue(
-                membership.team, request.user, data["name"], data["resource"], first_text, data["format"], {},
-                data["description"],
-            )
+            if has_fields:
+                queue = create_queue_with_draft(
+                    membership.team, request.user, data["name"], data["resource"], data["config"], data["format"],
+                    data["description"],
+                )
+            else:
+                queue = create_queue(
+                    membership.team, request.user, data["name"], data["resource"], data["config"], data["format"], {},
+                    data["description"],
+                )
         except (ConfigError, ConfigRejected) as rejected:
             form.add_error("config", str(rejected))
         else:
             if has_fields:
                 # Template fields need their guardrails before anyone can launch with them:
                 # the config opens as a draft on the Config tab, parsed into tiles.
-                request.session[draft_key(queue)] = {"text": data["config"], "format": data["format"]}
                 messages.info(request, "Set each template field's type and guardrails, then press Save config.")
             else:
                 messages.success(request, f"Created queue {queue.name}.")
