@@ -59,6 +59,8 @@ _FIELD_MASK = re.compile("\ue000([A-Za-z0-9_-]+)\ue001+")
 _BAD_MASK = re.compile("\ue002\ue003*|\ue004\ue004")
 _JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _JSON_KEY_AFTER = re.compile(r"[ \t\r\n]*:")
+_JSON_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[{}\[\]]')
+_MASKED = re.compile("[\ue000-\ue004]")
 _PROPERTIES = re.compile(r"(?:[&!][^ \t\r\n]*[ \t\r\n]+)+")
 
 # --- errors ------------------------------------------------------------------
@@ -70,6 +72,7 @@ NOT_MAPPING = "The top of the config must be a mapping of keys to values (like `
 SYNTAX = "{problem}"
 BAD_TAG = "Tags that build objects are not allowed: {problem}"
 RESERVED_CHARACTER = "The character U+{code:04X} is reserved by launchq and cannot appear in a config."
+DUPLICATE_KEY = "The key {key!r} appears twice in this {kind} (first on line {first}); only one would be kept, so remove or rename one."
 PLACEHOLDER_IN_KEY = "Template fields belong in values, not in keys: {placeholder} is used as a key."
 EMPTY_PLACEHOLDER = "{placeholder} is empty: write a field name between the braces, like {{{{aws_instance}}}}."
 INVALID_NAME = "{placeholder} is not a valid template field name: use letters, digits, _ and -, starting with a letter or _."
@@ -411,6 +414,7 @@ def _walk_yaml(root: yaml.Node) -> list[_Scalar]:
             for i, item in reversed(list(enumerate(node.value))):
                 stack.append((item, f"{path}[{i}]", is_key, depth + 1))
         elif isinstance(node, yaml.MappingNode):
+            _refuse_duplicate_yaml_keys(node, path)
             for key, value in reversed(node.value):
                 label = key.value if isinstance(key, yaml.ScalarNode) else "?"
                 stack.append((value, f"{path}.{label}" if path else label, is_key, depth + 1))
@@ -418,9 +422,52 @@ def _walk_yaml(root: yaml.Node) -> list[_Scalar]:
     return scalars
 
 
+def _refuse_duplicate_yaml_keys(node: yaml.MappingNode, path: str) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge" or _MASKED.search(key.value):
+            continue
+        line, column = key.start_mark.line + 1, key.start_mark.column + 1
+        if (key.tag, key.value) in seen:
+            first = seen[(key.tag, key.value)]
+            raise ConfigError("duplicate_key", DUPLICATE_KEY.format(key=key.value, first=first, kind="mapping"), line, column, path)
+        seen[(key.tag, key.value)] = line
+
+
+class _DuplicateJsonKey(Exception):
+    pass
+
+
+def _no_duplicate_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise _DuplicateJsonKey
+    return data
+
+
+def _duplicate_json_key(masked: str, lines: _Lines) -> ConfigError:
+    """Where the first repeated key of a JSON object is, found by following the objects' nesting."""
+    stack: list[dict[str, int] | None] = []
+    for match in _JSON_TOKEN.finditer(masked):
+        token = match.group(0)
+        if token in "{[":
+            stack.append({} if token == "{" else None)
+        elif token in "}]":
+            stack.pop()
+        elif stack and stack[-1] is not None and _JSON_KEY_AFTER.match(masked, match.end()):
+            key = json.loads(token)
+            line, column = lines.position(match.start())
+            if key in stack[-1]:
+                return ConfigError("duplicate_key", DUPLICATE_KEY.format(key=key, first=stack[-1][key], kind="object"), line, column)
+            stack[-1][key] = line
+    return ConfigError("duplicate_key", "A key appears twice in one object; only one would be kept, so remove or rename one.")
+
+
 def _load_json(masked: str, text: str, lines: _Lines) -> tuple[Any, list[_Scalar]]:
     try:
-        data = json.loads(masked)
+        data = json.loads(masked, object_pairs_hook=_no_duplicate_pairs)
+    except _DuplicateJsonKey:
+        raise _duplicate_json_key(masked, lines) from None
     except json.JSONDecodeError as error:
         bad = _bad_mask_near(masked, error.pos)
         if bad is not None:

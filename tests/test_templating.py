@@ -98,6 +98,13 @@ def test_blank_and_comment_only_configs_are_empty_mappings():
     assert parse_config("# nothing yet\n", "yaml").data == {}
 
 
+def test_the_same_key_in_different_mappings_is_no_duplicate():
+    assert parse_config("a: {x: 1}\nb: {x: 2}\n1: int\n'1': text\n", "yaml").data["b"] == {"x": 2}
+    assert parse_config('{"a": {"x": 1}, "b": [{"x": 1}, {"x": 2}]}', "json").data["b"][1] == {"x": 2}
+    message = str(error_of("a: 1\na: 2\n"))
+    assert "'a' appears twice" in message and "first on line 1" in message
+
+
 def test_yaml_aliases_and_merge_keys_work():
     parsed = parse_config("base: &b {size: '{{n}}'}\njob:\n  <<: *b\n  name: x\n", "yaml")
     data, _ = render_data(parsed, {"n": 4})
@@ -126,6 +133,8 @@ def test_yaml_aliases_and_merge_keys_work():
         ("a: !custom 1\n", "bad_tag", 1, 4),
         ("a: 1\n---\nb: 2\n", "syntax", 2, 1),
         ("a: \ue000\n", "reserved_character", 1, 4),
+        ("a: 1\nb: 2\na: 3\n", "duplicate_key", 3, 1),
+        ("top:\n  x: 1\n  'x': '{{n}}'\n", "duplicate_key", 3, 3),
     ],
 )
 def test_yaml_errors_name_their_line_and_column(text, code, line, column):
@@ -144,6 +153,8 @@ def test_yaml_errors_name_their_line_and_column(text, code, line, column):
         ('{"a": 1,}', "syntax", 1, 9),
         ("[1, 2]", "not_mapping", 1, 1),
         ('"text"', "not_mapping", 1, 1),
+        ('{"a": 1,\n "a": "{{n}}"}', "duplicate_key", 2, 2),
+        ('{"a": {"x": 1}, "b": [{"x": 1}, {"x": 2, "y": 3, "x": 4}]}', "duplicate_key", 1, 50),
     ],
 )
 def test_json_errors_name_their_line_and_column(text, code, line, column):
