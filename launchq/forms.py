@@ -191,6 +191,7 @@ class QueueForm(forms.ModelForm):
 
 VALUE_PREFIX = "var."
 LAUNCH_INPUTS = ("project", "name", "command", "source_dir", "image", "priority")
+REPEATED = "{name} was sent more than once; send one value."
 
 
 @dataclass
@@ -205,6 +206,7 @@ class LaunchPost:
     priority: str = "medium"
     values: dict[str, str] = field(default_factory=dict)
     version: int | None = None
+    repeated: list[str] = field(default_factory=list)
 
     @classmethod
     def read(cls, data: QueryDict) -> LaunchPost:
@@ -214,7 +216,15 @@ class LaunchPost:
             **{name: data.get(name, "") for name in LAUNCH_INPUTS},
             values=values,
             version=int(version) if version.isdigit() else None,
+            repeated=[
+                key.removeprefix(VALUE_PREFIX) for key in data
+                if (key in LAUNCH_INPUTS or key.startswith(VALUE_PREFIX)) and len(data.getlist(key)) > 1
+            ],
         )
+
+    def repeat_problems(self) -> list[Problem]:
+        """A value sent twice is refused rather than guessed at (a real form sends each input once)."""
+        return [Problem(name, "repeated", REPEATED.format(name=name)) for name in self.repeated]
 
     @property
     def job(self) -> dict[str, str]:

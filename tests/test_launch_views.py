@@ -313,7 +313,18 @@ def test_extra_field_name_is_refused_and_nothing_is_enqueued(client, member, que
     assert Run.objects.count() == 0
     page = parse(response)
     assert "unknown_field" in codes(response.content.decode())
-    assert "evil" in page.text("launch-errors")
+    assert page.text("launch-errors").count("evil is not a template field") == 1
+
+
+@pytest.mark.parametrize(
+    "repeated, field, beside", [({"var.gpus": ["2", "3"]}, "gpus", "var-gpus-error"), ({"project": ["proj", "other"]}, "project", "launch-project-error")]
+)
+def test_a_value_sent_twice_is_refused_not_guessed(client, member, queue, repeated, field, beside):
+    response = client.post(launch_url(queue), {**VALID, **repeated})
+    assert response.status_code == 400
+    assert Run.objects.count() == 0
+    assert set(codes(response.content.decode())) == {"repeated"}
+    assert parse(response).text(beside) == f"{field} was sent more than once; send one value."
 
 
 def test_other_inputs_are_checked_too(client, member, queue):

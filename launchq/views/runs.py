@@ -33,6 +33,8 @@ def run_create(request: HttpRequest, team: str, queue: str) -> HttpResponse:
         return _render_form(request, queue_obj, membership, _initial(request, queue_obj), [])
 
     post = LaunchPost.read(request.POST)
+    if post.repeated:
+        return _render_form(request, queue_obj, membership, post, post.repeat_problems(), status=400)
     current = queue_obj.current_version
     if current is not None and post.version is not None and post.version != current.number:
         problem = Problem("", "version_changed", VERSION_CHANGED.format(number=current.number))
@@ -175,6 +177,8 @@ def _preview(queue: Queue, post: LaunchPost) -> dict:
     if version is None:
         return _problems_preview([Problem("", "no_config", f"Queue {queue.name} has no saved config yet.")], set())
     names = {f.name for f in version.definitions}
+    if post.repeated:
+        return _problems_preview(post.repeat_problems(), names)
     try:
         checked = check_launch(queue, post.values, project=post.project, name=post.name, job=post.job, priority=post.priority, version=version)
         typed = checked["values"]
