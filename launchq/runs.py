@@ -28,6 +28,8 @@ NO_PROJECTS = "Team {team} has no projects yet; an admin must create one before 
 NAME_TOO_LONG = "The run name can be at most {bound} characters long."
 NEEDS_COMMAND = "A {resource} queue runs a command: give the command to run."
 NEEDS_IMAGE = "A {resource} queue runs a container: give an image URI, or a source directory and a command to build one from."
+NO_IMAGE_HERE = "A {resource} queue runs a command in a process, not a container image: leave the image out."
+IMAGE_AND_SOURCE = "Give an image to run or a source directory to build one from, not both."
 BAD_IMAGE = "{value!r} is not a valid image reference, like ghcr.io/team/trainer:1.2."
 COMMAND_TOO_LONG = "The command can be at most {bound} characters long."
 BAD_PRIORITY = "Priority must be one of critical, high, medium, low (got {value!r})."
@@ -268,7 +270,11 @@ def _job_problems(queue: Queue, job: Job) -> list[Problem]:
     if not queue.runs_in_containers:
         if not job.command:
             problems.append(Problem("command", "required", NEEDS_COMMAND.format(resource=resource)))
+        if job.image:
+            problems.append(Problem("image", "not_allowed", NO_IMAGE_HERE.format(resource=resource), value=job.image))
     elif job.image:
+        if job.source_dir:
+            problems.append(Problem("source_dir", "not_allowed", IMAGE_AND_SOURCE, value=job.source_dir))
         if not is_image_reference(job.image):
             problems.append(Problem("image", "invalid_image", BAD_IMAGE.format(value=job.image), value=job.image))
     elif not (job.source_dir and job.command):

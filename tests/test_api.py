@@ -281,6 +281,21 @@ def test_a_container_queue_needs_an_image(member_api, make_queue, team, admin_us
     assert good.status_code == 201 and good.json()["job"] == {"image": "ghcr.io/acme/train:1.2"}
 
 
+def test_a_job_is_an_image_or_a_source_to_build_never_a_mix_nor_an_unused_image(member_api, make_queue, team, admin_user):
+    make_queue(team, "box", "x: 1\n", resource="local-container", user=admin_user)
+    make_queue(team, "proc", "x: 1\n", resource="local-process", user=admin_user)
+
+    both = member_api.post("/teams/ml/queues/box/runs", {"job": {"image": "ghcr.io/acme/train:1.2", "source_dir": "./src", "command": "python t.py"}})
+    image_here = member_api.post("/teams/ml/queues/proc/runs", {"job": {"image": "ghcr.io/acme/train:1.2", "command": "python t.py"}})
+    in_image = member_api.post("/teams/ml/queues/box/runs", {"job": {"image": "ghcr.io/acme/train:1.2", "command": "python t.py"}})
+
+    assert [(e["field"], e["code"]) for e in both.json()["errors"]] == [("source_dir", "not_allowed")]
+    assert [(e["field"], e["code"]) for e in image_here.json()["errors"]] == [("image", "not_allowed")]
+    assert "runs a command in a process, not a container image" in image_here.json()["errors"][0]["message"]
+    assert in_image.status_code == 201 and in_image.json()["job"] == {"image": "ghcr.io/acme/train:1.2", "command": "python t.py"}
+    assert Run.objects.count() == 1
+
+
 # --- reading queues ----------------------------------------------------------
 
 

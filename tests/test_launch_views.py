@@ -316,6 +316,12 @@ def test_extra_field_name_is_refused_and_nothing_is_enqueued(client, member, que
     assert page.text("launch-errors").count("evil is not a template field") == 1
 
 
+def test_an_image_posted_to_a_process_queue_is_refused_in_plain_sight(client, member, queue):
+    response = client.post(launch_url(queue), {**VALID, "image": "ghcr.io/acme/train:1"})
+    assert response.status_code == 400 and Run.objects.count() == 0
+    assert "not a container image" in parse(response).text("launch-errors")
+
+
 @pytest.mark.parametrize(
     "repeated, field, beside", [({"var.gpus": ["2", "3"]}, "gpus", "var-gpus-error"), ({"project": ["proj", "other"]}, "project", "launch-project-error")]
 )

@@ -149,6 +149,8 @@ def _render_form(request, queue: Queue, membership: Membership, post: LaunchPost
     version = queue.current_version
     fields = version.definitions if version else []
     errors = _errors_by_input(problems, {f.name for f in fields})
+    if not queue.runs_in_containers and "image" in errors:  # no image input on a process queue's form
+        errors.setdefault("", []).extend(errors.pop("image"))
     context = {
         "queue": queue,
         "membership": membership,
