@@ -108,7 +108,7 @@ class ApiError(Exception):
     def lines(self, not_found: str) -> list[str]:
         """What to print: one `field: message` line per problem, or one line for the whole answer."""
         errors = self.body.get("errors")
-        if isinstance(errors, list) and errors:
+        if isinstance(errors, list) and errors and self.status not in (401, 404):
             return [_problem_line(p) for p in errors]
         if self.status == 401:
             return [f"error: the server did not accept the token (401). {self.detail}".rstrip(),

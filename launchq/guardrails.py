@@ -11,6 +11,7 @@ No Django here.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -118,7 +119,7 @@ class GuardrailError(Exception):
 
 REQUIRED = "{field} is required: this field has no default."
 UNKNOWN_FIELD = "{field} is not a template field of this queue; only its template fields can be set."
-NOT_TEXT = "{field} must be text."
+NOT_TEXT = "{field} must be text (got {value!r})."
 NOT_INTEGER = "{field} must be a whole number written with the digits 0-9, like 3 (got {value!r})."
 NOT_NUMBER = "{field} must be a number written with the digits 0-9, like 2.5 (got {value!r})."
 NOT_FINITE = "{field} must be a finite number (got {value!r})."
@@ -299,6 +300,23 @@ def _read_number(field_type: FieldType, text: str) -> int | float | None:
 # --- checking values (the team member's launch) ------------------------------
 
 
+class _AsJson(str):
+    """A value that is not text (from a JSON API), shown in a message as JSON writes it: true, null, [1, 2]."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    @classmethod
+    def of(cls, value: Any) -> Any:
+        if isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
+            return value
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            text = type(value).__name__
+        return cls(text if len(text) <= 40 else text[:40] + "…")
+
+
 def check_value(field_: Field, raw: object) -> Value:
     """The typed value for `raw`, or `GuardrailError` naming the rule and the bound.
 
@@ -308,7 +326,8 @@ def check_value(field_: Field, raw: object) -> Value:
     name = field_.name
 
     def fail(code: str, message: str, **kw: Any) -> GuardrailError:
-        return GuardrailError([Problem(name, code, message.format(field=name, **kw), kw.get("bound"), kw.get("value"))])
+        shown = {**kw, "value": _AsJson.of(kw["value"])} if "value" in kw else kw
+        return GuardrailError([Problem(name, code, message.format(field=name, **shown), kw.get("bound"), kw.get("value"))])
 
     if raw is None or (isinstance(raw, str) and not raw.strip(_EDGE_SPACE)):
         if field_.default is None:
@@ -331,12 +350,11 @@ def check_value(field_: Field, raw: object) -> Value:
         return raw
 
     number = _number_from(field_.type, raw)
-    if isinstance(raw, str) and NON_FINITE_TEXT.match(raw.strip(_EDGE_SPACE)):
-        raise fail("not_finite", NOT_FINITE, value=raw)
+    if isinstance(raw, str) and NON_FINITE_TEXT.match(raw.strip(_EDGE_SPACE)) or isinstance(raw, float) and not math.isfinite(raw):
+        raise fail("not_finite", NOT_FINITE, value=str(raw) if isinstance(raw, float) else raw)
     if number is None:
-        shown = raw if isinstance(raw, str | int | float) and not isinstance(raw, bool) else type(raw).__name__
         message = NOT_INTEGER if field_.type is FieldType.INTEGER else NOT_NUMBER
-        raise fail("type", message, value=shown)
+        raise fail("type", message, value=raw)
     if isinstance(number, float) and not math.isfinite(number):
         raise fail("not_finite", NOT_FINITE, value=str(raw))
     if field_.minimum is not None and number < field_.minimum:

@@ -232,6 +232,25 @@ def test_a_nan_for_a_string_field_comes_back_as_strict_json(member_api, queue):
     assert [(e["field"], e["code"]) for e in errors] == [("aws_instance", "type")]
 
 
+def test_a_number_of_thousands_of_digits_is_refused_in_plain_words(member_api, queue):
+    response = member_api.post("/teams/ml/queues/train/runs", raw='{"template_variables": {"gpus": ' + "9" * 5000 + "}}")
+
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["code"] == "invalid_json"
+    assert "more digits than any value accepts" in error["message"] and "sys." not in error["message"]
+
+
+@pytest.mark.parametrize("value, shown", [(True, "(got true)"), (False, "(got false)"), ([2], "(got [2])"), ({"n": 2}, '(got {"n": 2})')])
+def test_a_json_value_of_the_wrong_kind_is_named_as_json_writes_it(member_api, queue, value, shown):
+    response = member_api.launch({**GOOD, "gpus": value})
+
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["field"] == "gpus" and shown in error["message"]
+    assert "bool" not in error["message"] and "dict" not in error["message"]
+
+
 @pytest.mark.parametrize(
     "raw, status, field, code",
     [
@@ -438,7 +457,8 @@ def test_anonymous_and_unknown_tokens_get_401(client, a_run, method, path, autho
 
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Bearer"
-    assert response.json()["detail"]
+    body = response.json()
+    assert body["errors"] == [{"field": "", "code": "unauthorized", "message": body["detail"]}]
     assert Run.objects.get().state == "pending"
 
 
@@ -447,6 +467,7 @@ def test_outsiders_get_404_for_a_teams_queues_and_runs(outsider_api, a_run, meth
     response = getattr(outsider_api, method)(path.format(run_id=a_run.run_id), **({"body": {"job": JOB}} if method == "post" else {}))
 
     assert response.status_code == 404
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [("", "not_found")]
     assert Run.objects.count() == 1 and Run.objects.get().state == "pending"
 
 

@@ -119,6 +119,18 @@ def test_integers_in_any_other_spelling_are_refused(raw):
     assert problem_of(GPUS, raw)[0] == "type"
 
 
+@pytest.mark.parametrize("raw", [float("inf"), float("-inf"), float("nan"), "inf", "NaN"])
+def test_integers_refuse_nan_and_infinity_as_not_finite(raw):
+    assert problem_of(GPUS, raw)[0] == "not_finite"
+
+
+@pytest.mark.parametrize(("raw", "shown"), [(True, "(got true)"), ([2], "(got [2])"), ({"n": 2}, '(got {"n": 2})'), ("two", "(got 'two')")])
+def test_a_refused_value_is_shown_as_it_was_written(raw, shown):
+    with pytest.raises(GuardrailError) as refused:
+        check_value(GPUS, raw)
+    assert refused.value.problems[0].message.endswith(shown + ".")
+
+
 @pytest.mark.parametrize(("raw", "typed"), [("0.5", 0.5), (".5", 0.5), ("1", 1.0), (0, 0.0), ("5e-1", 0.5), ("1.", 1.0)])
 def test_floats_in_plain_ascii_notation_are_accepted(raw, typed):
     value = check_value(RATE, raw)

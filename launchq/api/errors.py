@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -25,11 +25,20 @@ NOT_OBJECT = "The request body must be a JSON object."
 UNAUTHORIZED = "Send a valid token as 'Authorization: Bearer <token>'; this one is missing, unknown or revoked."
 FORBIDDEN = "You may not do this."
 TOO_BIG = "The request body is too large."
+NOT_FOUND = "Not found."
 
 
 def problems_body(problems: Iterable[Problem]) -> dict[str, list[dict[str, Any]]]:
     """`{"errors": [...]}`, with values that strict JSON can carry (a NaN someone sent comes back as "nan")."""
     return {"errors": [{k: _jsonable(v) if k in ("value", "bound") else v for k, v in p.to_dict().items()} for p in problems]}
+
+
+def message_body(code: str, message: str) -> dict[str, Any]:
+    """A refusal of the request as a whole: the `errors` list every answer carries, and `detail`."""
+    return {"errors": [{"field": "", "code": code, "message": message}], "detail": message}
+
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "too_large"}
 
 
 def install(api: NinjaAPI) -> None:
@@ -43,29 +52,35 @@ def install(api: NinjaAPI) -> None:
         cause = exc.__cause__
         if exc.status_code == 400 and isinstance(cause, ValueError):  # ninja could not parse the body
             reason = cause.msg if isinstance(cause, json.JSONDecodeError) else str(cause)
-            message = NOT_JSON.format(reason=reason)
-            return api.create_response(request, {"errors": [{"field": "", "code": "invalid_json", "message": message}], "detail": message}, status=400)
-        return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+            if "int_max_str_digits" in reason:  # Python's guard against numbers of thousands of digits
+                reason = "a number in it has more digits than any value accepts"
+            return api.create_response(request, message_body("invalid_json", NOT_JSON.format(reason=reason)), status=400)
+        status = exc.status_code
+        return api.create_response(request, message_body(_CODES.get(status, "error"), str(exc)), status=status)
 
     def unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-        response = api.create_response(request, {"detail": UNAUTHORIZED}, status=401)
+        response = api.create_response(request, message_body("unauthorized", UNAUTHORIZED), status=401)
         response["WWW-Authenticate"] = "Bearer"
         return response
 
     def forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
-        return api.create_response(request, {"detail": str(exc) or FORBIDDEN}, status=403)
+        return api.create_response(request, message_body("forbidden", str(exc) or FORBIDDEN), status=403)
+
+    def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+        return api.create_response(request, message_body("not_found", str(exc) or NOT_FOUND), status=404)
 
     def conflict(request: HttpRequest, exc: InvalidTransition) -> HttpResponse:
-        return api.create_response(request, {"detail": str(exc)}, status=409)
+        return api.create_response(request, message_body("invalid_transition", str(exc)), status=409)
 
     def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
-        return api.create_response(request, {"detail": TOO_BIG}, status=413)
+        return api.create_response(request, message_body("too_large", TOO_BIG), status=413)
 
     api.add_exception_handler(ValidationError, invalid_request)
     api.add_exception_handler(RequestDataTooBig, too_big)
     api.add_exception_handler(HttpError, http_error)
     api.add_exception_handler(AuthenticationError, unauthorized)
     api.add_exception_handler(PermissionDenied, forbidden)
+    api.add_exception_handler(Http404, not_found)
     api.add_exception_handler(InvalidTransition, conflict)
 
 

@@ -12,7 +12,7 @@ from ninja import Path, Query, Router, Status
 
 from launchq.access import membership_for, queue_for
 from launchq.api.auth import TokenAuth
-from launchq.api.errors import problems_body
+from launchq.api.errors import message_body, problems_body
 from launchq.api.schemas import InvalidRequest, LaunchIn, Message, Problems, RunOut, RunPage
 from launchq.models import Priority, Run, RunState
 from launchq.runs import InvalidTransition, LaunchRefused, cancel, launch_run
@@ -115,11 +115,11 @@ def run_cancel(request: HttpRequest, team: str = TeamSlug, run_id: str = RunId):
     membership = membership_for(request.user, team)
     run = _load(membership.team.slug, run_id)
     if not membership.is_admin and run.launched_by_id != request.user.pk:
-        return Status(403, {"detail": NOT_YOURS})
+        return Status(403, message_body("forbidden", NOT_YOURS))
     try:
         cancel(run, request.user)
     except InvalidTransition:
-        return Status(409, {"detail": ALREADY_DONE.format(run_id=run.run_id, state=run.state)})
+        return Status(409, message_body("already_ended", ALREADY_DONE.format(run_id=run.run_id, state=run.state)))
     return run_detail_body(request, _load(membership.team.slug, run_id))
 
 

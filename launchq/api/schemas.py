@@ -15,10 +15,6 @@ from pydantic import ConfigDict
 PriorityName = Literal["critical", "high", "medium", "low"]
 
 
-class Message(Schema):
-    detail: str = Field(..., description="What went wrong, in a sentence.")
-
-
 class ProblemOut(Schema):
     """One thing wrong with a request, in the same shape as the launch form's errors."""
 
@@ -27,6 +23,13 @@ class ProblemOut(Schema):
     message: str = Field(..., description="The rule, the bound and the value, in a sentence.")
     bound: Any = Field(None, description="The limit that was broken (a number, a list of allowed values, a pattern).")
     value: Any = Field(None, description="The value that broke it.")
+
+
+class Message(Schema):
+    """The request as a whole was refused (not authenticated, not found, not allowed, ...)."""
+
+    errors: list[ProblemOut] = Field(..., description='One problem with field "" and a code such as unauthorized, not_found, forbidden.')
+    detail: str = Field(..., description="What went wrong, in a sentence (the problem's message).")
 
 
 class Problems(Schema):
