@@ -33,7 +33,12 @@ IMAGE_AND_SOURCE = "Give an image to run or a source directory to build one from
 BAD_IMAGE = "{value!r} is not a valid image reference, like ghcr.io/team/trainer:1.2."
 COMMAND_TOO_LONG = "The command can be at most {bound} characters long."
 BAD_PRIORITY = "Priority must be one of critical, high, medium, low (got {value!r})."
+BASE_IMAGE_PATH = "builder.accelerator.base_image"
 BAD_BASE_IMAGE = "With these values the accelerator base image would be {value!r}, which is not a valid image reference."
+BAD_BASE_IMAGE_FROM = (
+    "{field} makes the accelerator base image {value!r}, which is not a valid image reference "
+    "(like nvidia/cuda:12.4.1-runtime-ubuntu22.04)."
+)
 NO_CONFIG = "Queue {queue} has no saved config yet."
 NOT_READY = "Queue {queue} is not ready: an admin has not saved its template fields' guardrails yet."
 CONTROL = "The {field} contains a control character (U+{code:04X}); remove it."
@@ -154,8 +159,12 @@ def check_launch(
             raise LaunchRefused([Problem("", "config_invalid", str(error))]) from None
         data, _ = render_data(parsed, typed)
         image = base_image(data)
-        if image and parsed.holds_field("builder.accelerator.base_image") and not is_image_reference(image):
-            problems.append(Problem("", "invalid_image", BAD_BASE_IMAGE.format(value=image), value=image))
+        if image and parsed.holds_field(BASE_IMAGE_PATH) and not is_image_reference(image):
+            makers = list(dict.fromkeys(o.name for o in parsed.occurrences if o.path == BASE_IMAGE_PATH))
+            if len(makers) == 1:  # beside the one value that made it
+                problems.append(Problem(makers[0], "invalid_image", BAD_BASE_IMAGE_FROM.format(field=makers[0], value=image), value=image))
+            else:
+                problems.append(Problem("", "invalid_image", BAD_BASE_IMAGE.format(value=image), value=image))
         rendered = render_text(parsed, typed).text
     if problems:
         raise LaunchRefused(problems)

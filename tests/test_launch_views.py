@@ -316,6 +316,17 @@ def test_extra_field_name_is_refused_and_nothing_is_enqueued(client, member, que
     assert page.text("launch-errors").count("evil is not a template field") == 1
 
 
+def test_a_base_image_made_from_a_bad_value_is_refused_beside_that_value(client, member, team, make_queue, admin_user):
+    text = "builder:\n  accelerator:\n    base_image: nvidia/cuda:{{cuda}}\n"
+    make_queue(team, "gpu", text, "yaml", [Field("cuda", FieldType.STRING, default="12.4.1-runtime-ubuntu22.04")], user=admin_user)
+
+    response = client.post(url("run_create", "ml", "gpu"), {"project": "proj", "command": "python t.py", "var.cuda": "12 with spaces"})
+
+    assert response.status_code == 400 and Run.objects.count() == 0
+    assert parse(response).text("var-cuda-error").startswith("cuda makes the accelerator base image 'nvidia/cuda:12 with spaces'")
+    assert client.post(url("run_create", "ml", "gpu"), {"project": "proj", "command": "python t.py", "var.cuda": "12.6.0-devel"}).status_code == 302
+
+
 def test_an_image_posted_to_a_process_queue_is_refused_in_plain_sight(client, member, queue):
     response = client.post(launch_url(queue), {**VALID, "image": "ghcr.io/acme/train:1"})
     assert response.status_code == 400 and Run.objects.count() == 0
