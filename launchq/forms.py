@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from django import forms
 from django.http import QueryDict
 
-from launchq.guardrails import MAX_TEXT_LENGTH, Field, FieldType, Problem, define_field
+from launchq.guardrails import MAX_TEXT_LENGTH, Field, FieldType, GuardrailError, Problem, define_field
 from launchq.models import Queue, Resource, name_validator
 from launchq.templating import Format, Occurrence
 
+ALREADY_ALLOWED = "{value!r} is already an allowed value."
 TILE_PARTS = ("type", "description", "default", "minimum", "maximum", "pattern", "max_length")
 
 
@@ -37,6 +38,7 @@ class Tile:
     problems: list[Problem] = field(default_factory=list)
     is_new: bool = False
     focus_new: bool = False
+    notes: list[Problem] = field(default_factory=list)
 
     @classmethod
     def from_field(cls, f: Field, **kw) -> Tile:
@@ -71,8 +73,20 @@ class Tile:
         Several may be given at once, separated by commas or new lines.
         """
         for value in text.replace("\n", ",").split(","):
-            if value.strip():
-                self.allowed.append(value.strip())
+            value = value.strip()
+            if value in self.allowed:
+                self.notes.append(Problem(self.name, "allowed_duplicate", ALREADY_ALLOWED.format(value=value), value=value, attribute="allowed"))
+            elif value:
+                self.allowed.append(value)
+
+    def check_allowed(self) -> None:
+        """Show at once what is wrong with the allowed values (a value given again, too many), not only on Save."""
+        try:
+            self.define()
+        except GuardrailError as error:
+            self.problems = self.notes + [p for p in error.problems if p.attribute == "allowed"]
+        else:
+            self.problems = list(self.notes)
 
     def define(self) -> Field:
         allowed = self.allowed if self.type == FieldType.STRING.value else []

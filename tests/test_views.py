@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from launchq.guardrails import Field, FieldType
+from launchq.guardrails import MAX_ALLOWED_VALUES, Field, FieldType
 from launchq.models import ConfigVersion, Queue, Run
 
 from .test_templating import SEED
@@ -167,6 +167,20 @@ def test_adding_and_removing_allowed_values_one_by_one(url, admin_user):
     data = form(SEED, seed_tile(), tile_action="aws_instance:remove:0")
     body = client.post(url["tile"], data, **HX).content.decode()
     assert body.count('name="f.aws_instance.allowed"') == 1 and 'value="ml.m4.xlarge"' not in body
+
+
+def test_adding_a_value_already_allowed_says_so_at_once_and_adds_nothing(url, admin_user):
+    data = form(SEED, seed_tile(), **{"f.aws_instance.new": "ml.p3.xlarge", "tile_action": "aws_instance:add"})
+    body = as_user(admin_user).post(url["tile"], data, **HX).content.decode()
+    assert body.count('name="f.aws_instance.allowed"') == 2
+    assert "&#x27;ml.p3.xlarge&#x27; is already an allowed value." in body
+
+
+def test_adding_past_the_cap_on_allowed_values_says_so_at_once(url, admin_user):
+    many = ",".join(f"v{i}" for i in range(MAX_ALLOWED_VALUES))
+    data = form(SEED, seed_tile(), **{"f.aws_instance.new": many, "tile_action": "aws_instance:add"})
+    body = as_user(admin_user).post(url["tile"], data, **HX).content.decode()
+    assert f"at most {MAX_ALLOWED_VALUES}" in body
 
 
 def test_tile_actions_work_without_javascript_too(url, admin_user):

@@ -65,6 +65,7 @@ def config_tile(request: HttpRequest, team: str, queue: str) -> HttpResponse:
     tile = post.tiles[name]
     if post.tile_action:
         tile.apply(post.tile_action[1])
+        tile.check_allowed()
     else:
         _reset_for_type(tile, request.POST.get(f"f.{name}.shown_type", tile.type))
     try:
