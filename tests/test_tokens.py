@@ -34,7 +34,9 @@ def test_the_nav_links_to_the_page(client, member_user):
 def test_a_new_token_is_shown_once_and_stored_hashed(client, member_user):
     client.force_login(member_user)
 
-    response = client.post("/account/tokens/new/", {"name": "laptop CLI"})
+    created = client.post("/account/tokens/new/", {"name": "laptop CLI"})
+    assert created.status_code == 302 and created["Location"] == "/account/tokens/"  # a reload makes no second token
+    response = client.get("/account/tokens/")
 
     assert response.status_code == 200
     shown = TOKEN_TEXT.findall(response.content.decode())
@@ -50,6 +52,13 @@ def test_a_new_token_is_shown_once_and_stored_hashed(client, member_user):
     later = client.get("/account/tokens/").content.decode()
     assert plaintext not in later
     assert "laptop CLI" in later and f"{token.prefix}…" in later
+
+
+def test_the_form_address_opened_directly_leads_to_the_list(client, member_user):
+    client.force_login(member_user)
+    response = client.get("/account/tokens/new/")
+    assert response.status_code == 302 and response["Location"] == "/account/tokens/"
+    assert not ApiToken.objects.exists()
 
 
 def test_the_list_shows_name_prefix_use_and_revocation(client, member_user):

@@ -326,6 +326,12 @@ def test_restoring_an_old_version_saves_it_again_as_the_newest(url, admin_user, 
     assert 'Restore this version' not in admin.get(url["config"] + "versions/3/").content.decode()
     assert admin.post(url["config"] + "versions/9/restore/", {"base_version": "3"}).status_code == 404
 
+def test_the_addresses_forms_post_to_lead_back_to_the_config_tab(url, admin_user):
+    for address in (url["save"], url["parse"]):
+        response = as_user(admin_user).get(address)
+        assert response.status_code == 302 and response["Location"] == url["config"]
+
+
 def test_a_blank_editor_is_not_saved_over_a_config(admin_user, team, make_queue):
     queue = make_queue(team, "q", text="a: 1\n")
     response = as_user(admin_user).post("/teams/ml/queues/q/config/save/", {"text": "  \n", "format": "yaml", "base_version": "1"})

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from launchq.access import queue_for, require_admin
 from launchq.configs import ConfigConflict, ConfigRejected, check_config, check_definitions, save_config
@@ -37,9 +37,11 @@ def queue_config(request: HttpRequest, team: str, queue: str) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def config_parse(request: HttpRequest, team: str, queue: str) -> HttpResponse:
     """Parse configuration: one tile per template field, keeping what the admin already set."""
+    if request.method == "GET":  # the address of a form that failed, reloaded or bookmarked
+        return redirect("launchq:queue_config", team, queue)
     queue_obj, membership = queue_for(request.user, team, queue)
     require_admin(membership)
     post = ConfigPost.read(request.POST)
@@ -76,9 +78,11 @@ def config_tile(request: HttpRequest, team: str, queue: str) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def config_save(request: HttpRequest, team: str, queue: str) -> HttpResponse:
     """Save config: check the config and every tile together; store a new version or change nothing."""
+    if request.method == "GET":  # the address of a form that failed, reloaded or bookmarked
+        return redirect("launchq:queue_config", team, queue)
     queue_obj, membership = queue_for(request.user, team, queue)
     require_admin(membership)
     post = ConfigPost.read(request.POST)

@@ -1,7 +1,8 @@
 """The API tokens page: a person creates named personal API tokens and revokes them.
 
-A new token is shown once, in the answer to the POST that created it; only its
-hash is stored, so it can never be shown again.
+A new token is shown once, on the page the creating POST redirects to (it waits
+in the session for that one page view, like a new agent's token); only its hash
+is stored, so it can never be shown again.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from launchq.models import ApiToken
 
 CLI_SOURCE = Path(__file__).resolve().parent.parent / "cli.py"
+NEW_TOKEN_KEY = "new-api-token"
 NAME_TAKEN = "You already have an active token named {name!r}; pick another name or revoke that one first."
 
 
@@ -45,18 +47,26 @@ class TokenForm(forms.Form):
 @login_required
 @require_GET
 def token_list(request: HttpRequest) -> HttpResponse:
+    issued = request.session.pop(NEW_TOKEN_KEY, None)
+    if issued:
+        token = ApiToken.objects.filter(pk=issued["pk"], user=request.user).first()
+        if token is not None:
+            return _render(request, TokenForm(user=request.user), new_token=token, plaintext=issued["plaintext"])
     return _render(request, TokenForm(user=request.user))
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def token_create(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":  # a bookmarked or reloaded form address
+        return redirect("launchq:token_list")
     form = TokenForm(request.POST, user=request.user)
     if not form.is_valid():
         return _render(request, form, status=400)
     token, plaintext = ApiToken.issue(request.user, form.cleaned_data["name"])
-    # Rendered, not redirected: the plaintext exists only in this one answer.
-    return _render(request, TokenForm(user=request.user), new_token=token, plaintext=plaintext)
+    # Post/redirect/get: a reload shows the list, and never makes a second token.
+    request.session[NEW_TOKEN_KEY] = {"pk": token.pk, "plaintext": plaintext}
+    return redirect("launchq:token_list")
 
 
 @login_required
