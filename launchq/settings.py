@@ -137,10 +137,18 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = _flag("SECURE_COOKIES")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
+def _no_traceback_for_refusals(record) -> bool:
+    """A 403 or 404 is a refusal, not a failure: log its line without a traceback."""
+    if getattr(record, "status_code", 500) < 500:
+        record.exc_info = record.exc_text = None
+    return True
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"refusals": {"()": "django.utils.log.CallbackFilter", "callback": _no_traceback_for_refusals}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["refusals"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
 
