@@ -23,3 +23,11 @@ def test_a_refusal_is_logged_as_one_line_without_a_traceback(client, member_user
         console.setStream(previous)
     logged = stream.getvalue()
     assert "Forbidden" in logged and "Traceback" not in logged
+
+
+def test_not_found_and_not_allowed_are_pages_of_the_app(client, member_user):
+    client.force_login(member_user)
+    missing = client.get("/teams/nope/queues/").content.decode()
+    refused = client.get("/teams/ml/queues/new/").content.decode()
+    assert "<h1>Not found</h1>" in missing and 'href="/launch/"' in missing and "Log out" in missing
+    assert "<h1>Not allowed</h1>" in refused and "Only the team&#x27;s admins may do this." in refused
