@@ -39,6 +39,7 @@ class Tile:
     is_new: bool = False
     focus_new: bool = False
     notes: list[Problem] = field(default_factory=list)
+    guessed_from: str = ""
 
     @classmethod
     def from_field(cls, f: Field, **kw) -> Tile:

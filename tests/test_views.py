@@ -159,6 +159,17 @@ def test_changing_the_type_swaps_in_that_types_constraints(url, admin_user):
     assert 'id="f-n-new"' not in body
 
 
+def test_a_new_field_in_place_of_a_number_starts_with_that_type_and_default(url, admin_user, queue):
+    text = queue.current_version.text
+    assert "InstanceCount: 1" in text and "MaxRuntimeInSeconds: 3600" in text
+    edited = text.replace("InstanceCount: 1", "InstanceCount: {{count}}").replace("S3OutputPath: s3://bucketname", "S3OutputPath: '{{bucket}}'")
+    body = as_user(admin_user).post(url["parse"], form(edited, base=queue.current_version.number), **HX).content.decode()
+    count = body[body.index('id="tile-count"'):body.index("</fieldset>", body.index('id="tile-count"'))]
+    assert '<option value="integer" selected>' in count and 'value="1"' in count and "guessed from the value this field replaced" in count
+    bucket = body[body.index('id="tile-bucket"'):body.index("</fieldset>", body.index('id="tile-bucket"'))]
+    assert '<option value="string" selected>' in bucket and "guessed" not in bucket
+
+
 def test_adding_and_removing_allowed_values_one_by_one(url, admin_user):
     client = as_user(admin_user)
     data = form(SEED, seed_tile(), **{"f.aws_instance.new": "ml.g5.xlarge", "tile_action": "aws_instance:add"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -198,9 +199,27 @@ class _EditorState:
                 tile = Tile.from_field(saved[name], occurrences=where)
             else:
                 tile = Tile(name, occurrences=where, is_new=True)
+                self._guess_from_replaced(tile)
                 self.unreviewed.append(name)
             self.tiles[name] = tile
         self.removed = [n for n in dict.fromkeys([*saved, *posted]) if n not in self.tiles]
+
+    def _guess_from_replaced(self, tile: Tile) -> None:
+        """A new field that took the place of a number starts as an Integer or Float with that number as default."""
+        whole = [o for o in tile.occurrences if o.whole]
+        if not whole or self.base is None or not self.base.text.strip():
+            return
+        try:
+            replaced = self.base.parsed().get(whole[0].path)
+        except ConfigError:
+            return
+        if isinstance(replaced, bool) or not isinstance(replaced, int | float):
+            return
+        if isinstance(replaced, float) and not math.isfinite(replaced):
+            return
+        tile.type = FieldType.INTEGER.value if isinstance(replaced, int) else FieldType.FLOAT.value
+        tile.default = str(replaced)
+        tile.guessed_from = str(replaced)
 
     def check_tiles(self):
         definitions, problems = check_definitions(t for t in self.tiles.values())
