@@ -408,6 +408,32 @@ def test_runs_tab_shows_why_a_run_failed(client, member, queue):
     assert "RuntimeError: CUDA out of memory" in html
 
 
+def test_runs_tab_filters_by_state_and_keeps_the_filter_while_polling(client, member, queue):
+    pending, done = a_run(queue, member), a_run(queue, member)
+    move(done, RunState.CANCELLED)
+    response = client.get(runs_url(queue) + "?state=cancelled")
+    page = parse(response)
+    assert f"run-{done.run_id}" in page.by_id and f"run-{pending.run_id}" not in page.by_id
+    assert page.text("runs-table").startswith("1 cancelled run ·")
+    assert page.attrs("runs-table")["hx-get"] == runs_url(queue) + "?state=cancelled&page=1"
+    assert "No finished runs" in client.get(runs_url(queue) + "?state=finished").content.decode()
+    assert f"run-{pending.run_id}" in parse(client.get(runs_url(queue) + "?state=bogus")).by_id
+
+
+def test_runs_tab_says_when_no_agent_is_online_for_the_queue(client, member, queue, team):
+    from django.utils import timezone
+
+    from launchq.models import Agent
+
+    assert "No agent is online for this queue" in client.get(runs_url(queue)).content.decode()
+    agent, _ = Agent.issue(team, "gpu-box-1")
+    agent.queues.add(queue)
+    assert "No agent is online for this queue" in client.get(runs_url(queue)).content.decode()  # never seen yet
+    Agent.objects.filter(pk=agent.pk).update(last_seen_at=timezone.now())
+    text = parse(client.get(runs_url(queue))).text("queue-agents")
+    assert "Served by gpu-box-1 (polling)." == text
+
+
 def test_runs_tab_without_runs_invites_a_launch(client, member, queue):
     html = client.get(runs_url(queue)).content.decode()
     assert "No runs yet" in html and launch_url(queue) in html

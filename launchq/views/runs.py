@@ -65,14 +65,24 @@ def queue_runs(request: HttpRequest, team: str, queue: str) -> HttpResponse:
     """The Runs tab, newest first. Its table polls itself while a run is in flight."""
     queue_obj, membership = queue_for(request.user, team, queue)
     runs = queue_obj.runs.select_related("launched_by", "project", "agent").order_by("-created_at", "-id")
+    state = request.GET.get("state", "")
+    if state not in RunState.values:
+        state = ""
+    if state:
+        runs = runs.filter(state=state)
     page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
     for run in page:
         run.failure_line = _last_line(run.failure_reason)
+    agents = [a for a in queue_obj.agents.filter(revoked_at__isnull=True).order_by("name") if a.state != "offline"]
     context = {
         "queue": queue_obj,
         "membership": membership,
         "page": page,
+        "state": state,
+        "states": RunState.values,
+        "query": f"state={state}&" if state else "",
         "in_flight": queue_obj.runs.filter(state__in=IN_FLIGHT).count(),
+        "agents_online": agents,
         "tab": "runs",
     }
     if request.htmx:

@@ -10,3 +10,8 @@ document.addEventListener("keydown", (event) => {
     button.click();
   }
 });
+
+// A select marked data-autosubmit submits its form when changed (the Runs tab's state filter).
+document.addEventListener("change", (event) => {
+  if (event.target.matches && event.target.matches("select[data-autosubmit]")) event.target.form.requestSubmit();
+});
