@@ -257,10 +257,10 @@ def cmd_runs(client: Client, args: argparse.Namespace) -> Any:
         return None
     rows = [
         [r["run_id"], r["name"], r["state"] + (" (cancel requested)" if r["cancel_requested"] and r["state"] not in ("finished", "failed", "cancelled") else ""),
-         r["project"], r["launched_by"] or "-", _when(r["created_at"]), _values(r["values"]) or "-"]
+         r.get("priority") or "-", r["project"], r["launched_by"] or "-", _when(r["created_at"]), _values(r["values"]) or "-"]
         for r in page["items"]
     ]
-    table(["RUN ID", "NAME", "STATE", "PROJECT", "LAUNCHED BY", "CREATED", "VALUES"], rows)
+    table(["RUN ID", "NAME", "STATE", "PRIORITY", "PROJECT", "LAUNCHED BY", "CREATED", "VALUES"], rows)
     first = page["offset"] + 1
     out(f"\n{first}-{page['offset'] + len(page['items'])} of {page['count']}, newest first", end="")
     out(f"; next page: --offset {page['offset'] + page['limit']}" if page["next"] else "")

@@ -146,7 +146,7 @@ def test_fields_shows_guardrails_readably(cli):
 
 
 def test_runs_and_run_show_what_was_launched(cli):
-    launched = cli("launch", "ml/train", "-s", "aws_instance=ml.p3.xlarge", "-c", "python train.py", "--json")
+    launched = cli("launch", "ml/train", "-s", "aws_instance=ml.p3.xlarge", "-c", "python train.py", "--priority", "high", "--json")
     run_id = json.loads(launched.stdout)["run_id"]
 
     runs = cli("runs", "ml/train")
@@ -154,6 +154,8 @@ def test_runs_and_run_show_what_was_launched(cli):
 
     assert runs.returncode == 0 and shown.returncode == 0
     assert run_id in runs.stdout and "pending" in runs.stdout and "aws_instance=ml.p3.xlarge" in runs.stdout
+    header, row = runs.stdout.splitlines()[:2]
+    assert "PRIORITY" in header and row.split()[3] == "high"
     assert "state:" in shown.stdout and "pending" in shown.stdout
     assert 'instance: "ml.p3.xlarge"' in shown.stdout  # the rendered config
     assert "Launched by max via api." in shown.stdout
