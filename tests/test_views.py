@@ -141,6 +141,12 @@ def test_a_parse_error_shows_line_and_column_and_keeps_the_text_and_tiles(url, a
     assert 'id="tile-aws_instance"' in body
 
 
+def test_tiles_are_kept_while_the_config_does_not_parse(url, admin_user):
+    body = as_user(admin_user).post(url["parse"], form(SEED + "Extra: [unclosed\n", seed_tile()), **HX).content.decode()
+    assert 'id="tile-aws_instance"' in body and 'value="ml.p3.xlarge"' in body
+    assert "the tiles below are kept as they were until the config parses again" in body
+
+
 def test_macros_are_listed_with_builtins_marked(url, admin_user):
     body = as_user(admin_user).post(url["parse"], form("a: ${run_id}/${MY_BUCKET}\n"), **HX).content.decode()
     assert "${run_id}" in body and "built-in" in body
