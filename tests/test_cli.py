@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from launchq.guardrails import Field, FieldType
-from launchq.models import ApiToken, Run, RunState
+from launchq.models import ApiToken, Queue, Run, RunState
 
 PACKAGE = Path(__file__).resolve().parent.parent / "launchq"
 
@@ -285,3 +285,27 @@ def test_the_cli_downloaded_from_the_server_runs_on_its_own(live_server, tmp_pat
     usage = subprocess.run([sys.executable, "-E", "-s", "launchq-cli.py", "--help"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=60)
     assert "usage: python3 launchq-cli.py" in usage.stdout
+
+
+def test_the_run_pages_terminal_command_launches_the_same_run(cli, client, member_user):
+    import html
+    import re
+    import shlex
+
+    from launchq.runs import launch_run
+
+    first = launch_run(
+        Queue.objects.get(name="train"), member_user, {"aws_instance": "ml.p3.xlarge", "gpus": "3", "extra": "--lr 0.1 'quoted'"},
+        project="proj", job={"command": "python train.py --epochs 3"}, priority="high",
+    )
+    client.force_login(member_user)
+    page = client.get(f"/teams/ml/runs/{first.run_id}/").content.decode()
+    shown = html.unescape(re.search(r'id="from-a-terminal".*?<pre class="code wrap">(.*?)</pre>', page, re.S).group(1))
+    words = shlex.split(shown)
+    assert words[:2] == ["python3", "launchq-cli.py"]
+
+    result = cli(*words[2:])
+
+    assert result.returncode == 0, result.stderr
+    again = Run.objects.exclude(pk=first.pk).get()
+    assert (again.values, again.job, again.priority, again.project) == (first.values, first.job, first.priority, first.project)

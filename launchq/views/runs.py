@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -322,4 +324,19 @@ def _run_static(run: Run) -> dict:
     return {
         "rendered_pieces": pieces or [("", run.rendered_config)],
         "version_is_current": run.queue.current_version_id == run.config_version_id,
+        "cli_command": _cli_command(run),
     }
+
+
+def _cli_command(run: Run) -> str:
+    """The launchq CLI command that launches the same run again (see the API tokens page for the CLI)."""
+    words = ["python3", "launchq-cli.py", "launch", f"{run.queue.team.slug}/{run.queue.name}", "--project", run.project.name]
+    for name, value in run.values.items():
+        words += ["--set-var", f"{name}={value}"]
+    job = run.job or {}
+    for key, flag in (("image", "--image"), ("command", "--command"), ("source_dir", "--source-dir")):
+        if job.get(key):
+            words += [flag, job[key]]
+    if run.priority != Priority.MEDIUM:
+        words += ["--priority", run.get_priority_display()]
+    return shlex.join(words)
