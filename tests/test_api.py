@@ -256,6 +256,7 @@ def test_a_json_value_of_the_wrong_kind_is_named_as_json_writes_it(member_api, q
     [
         ("this is not json", 400, "", "invalid_json"),
         ('{"template_variables": ', 400, "", "invalid_json"),
+        ('{"template_variables": {"gpus": 1, "gpus": 9}}', 400, "", "invalid_json"),
         ("", 422, "", "missing"),
         ("[1, 2]", 422, "", "model_attributes_type"),
         ('"launch"', 422, "", "model_attributes_type"),

@@ -12,6 +12,7 @@ api = NinjaAPI(
     version="1",
     description="Launch runs onto launchq queues within their guardrails, and follow them.",
     urls_namespace="api",
+    parser=errors.StrictJsonParser(),
 )
 errors.install(api)
 

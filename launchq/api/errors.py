@@ -14,6 +14,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
+from ninja.parser import Parser
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from launchq.guardrails import Problem
@@ -31,6 +32,22 @@ NOT_FOUND = "Not found."
 def problems_body(problems: Iterable[Problem]) -> dict[str, list[dict[str, Any]]]:
     """`{"errors": [...]}`, with values that strict JSON can carry (a NaN someone sent comes back as "nan")."""
     return {"errors": [{k: _jsonable(v) if k in ("value", "bound") else v for k, v in p.to_dict().items()} for p in problems]}
+
+
+class StrictJsonParser(Parser):
+    """ninja's JSON parser, but a key given twice in one object is an error, not "the last one wins"."""
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        return json.loads(request.body, object_pairs_hook=_refuse_repeated_keys)
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"the key {key!r} is given twice in one object")
+        data[key] = value
+    return data
 
 
 def message_body(code: str, message: str) -> dict[str, Any]:
