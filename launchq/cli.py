@@ -149,11 +149,17 @@ def cmd_queues(client: Client, args: argparse.Namespace) -> Any:
         out("No queues: you are in no team with queues yet.")
         return None
     rows = [
-        [f"{q['team']}/{q['name']}", q["resource"], f"v{q['version']}" if q["version"] else "-", ", ".join(q["fields"]) or "-"]
+        [f"{q['team']}/{q['name']}", q["resource"], _config_state(q), ", ".join(q["fields"]) or "-"]
         for q in queues
     ]
     table(["QUEUE", "RESOURCE", "CONFIG", "TEMPLATE FIELDS"], rows)
     return None
+
+
+def _config_state(queue: dict[str, Any]) -> str:
+    if queue.get("ready") is False:
+        return "not ready"
+    return f"v{queue['version']}" if queue["version"] else "-"
 
 
 def cmd_fields(client: Client, args: argparse.Namespace) -> Any:
@@ -162,6 +168,8 @@ def cmd_fields(client: Client, args: argparse.Namespace) -> Any:
     if args.json:
         return detail
     version = f"config v{detail['version']} ({detail['format']})" if detail["version"] else "no config saved yet"
+    if detail.get("ready") is False:
+        version += " · not ready for launches: an admin has not saved its config and guardrails yet"
     out(f"{team}/{queue} · {detail['resource']} · {version}")
     out(f"projects: {', '.join(detail['projects']) or '(none yet)'}")
     if detail["runs_in_containers"]:

@@ -120,15 +120,15 @@ def create_queue(team, user, name: str, resource: str, text: str = "", fmt: Form
 def create_queue_with_draft(team, user, name: str, resource: str, text: str, fmt: Format | str, description: str = "") -> Queue:
     """A new queue whose config has template fields still without guardrails.
 
-    Its first version is empty and the text waits as the queue's draft, shown on
-    the Config tab, until an admin saves the fields; launches are refused till then.
+    It has no config version yet: the text waits as the queue's draft, shown on
+    the Config tab, until an admin saves the fields as version 1; launches are
+    refused till then.
     """
     fmt = Format(fmt)
-    with transaction.atomic():
-        queue = create_queue(team, user, name, resource, "", fmt, {}, description)
-        queue.draft_text, queue.draft_format = text, fmt.value
-        queue.save(update_fields=["draft_text", "draft_format"])
-    return queue
+    return Queue.objects.create(
+        team=team, name=name, resource=resource, created_by=user, description=description,
+        draft_text=text, draft_format=fmt.value,
+    )
 
 
 def check_definitions(tiles) -> tuple[dict[str, Field], list[Problem]]:

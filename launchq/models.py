@@ -102,6 +102,11 @@ class Queue(models.Model):
         return reverse("launchq:queue_config", args=[self.team.slug, self.name])
 
     @property
+    def ready(self) -> bool:
+        """Whether runs can be launched: a config is saved and no draft waits for its guardrails."""
+        return self.current_version_id is not None and not self.draft_text
+
+    @property
     def runs_in_containers(self) -> bool:
         return self.resource != Resource.LOCAL_PROCESS
 

@@ -120,10 +120,10 @@ def check_launch(
     """
     version = version or queue.current_version
     problems: list[Problem] = []
-    if version is None:
-        raise LaunchRefused([Problem("", "no_config", NO_CONFIG.format(queue=queue.name))])
     if queue.draft_text:
         raise LaunchRefused([Problem("", "no_config", NOT_READY.format(queue=queue.name))])
+    if version is None:
+        raise LaunchRefused([Problem("", "no_config", NO_CONFIG.format(queue=queue.name))])
 
     job_obj = job if isinstance(job, Job) else Job.from_dict(job)
     texts = {"project": project if isinstance(project, str) else "", "name": name or "", **{k: getattr(job_obj, k) for k in ("command", "source_dir", "image")}}

@@ -319,6 +319,20 @@ def test_a_job_is_an_image_or_a_source_to_build_never_a_mix_nor_an_unused_image(
 # --- reading queues ----------------------------------------------------------
 
 
+def test_a_queue_whose_config_waits_for_its_guardrails_says_it_is_not_ready(member_api, queue, team, admin_user):
+    from launchq.configs import create_queue_with_draft
+
+    create_queue_with_draft(team, admin_user, "drafted", "local-process", "n: '{{n}}'\n", "yaml")
+
+    listed = {q["name"]: q for q in member_api.get("/queues").json()}
+    detail = member_api.get("/teams/ml/queues/drafted").json()
+    refused = member_api.post("/teams/ml/queues/drafted/runs", {"job": JOB})
+
+    assert listed["drafted"]["ready"] is False and listed["train"]["ready"] is True
+    assert detail["ready"] is False and detail["version"] is None and detail["config"] == ""
+    assert refused.status_code == 400 and refused.json()["errors"][0]["code"] == "no_config"
+
+
 def test_queue_list_shows_the_queues_of_all_my_teams_only(member_api, member_user, queue, make_team, make_queue, join, admin_user):
     second = make_team("vision")
     join(member_user, second)

@@ -123,12 +123,17 @@ def test_a_set_var_without_equals_is_a_usage_error(cli):
     assert not Run.objects.exists()
 
 
-def test_queues_lists_what_i_can_launch_onto(cli):
+def test_queues_lists_what_i_can_launch_onto(cli, team, admin_user):
+    from launchq.configs import create_queue_with_draft
+
+    create_queue_with_draft(team, admin_user, "drafted", "local-process", "n: '{{n}}'\n", "yaml")
     result = cli("queues")
 
     assert result.returncode == 0, result.stderr
-    assert "ml/train" in result.stdout
-    assert "aws_instance, gpus, extra" in result.stdout
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("ml/")}
+    assert "aws_instance, gpus, extra" in lines["ml/train"] and " v1 " in lines["ml/train"]
+    assert "not ready" in lines["ml/drafted"]
+    assert "not ready for launches" in cli("fields", "ml/drafted").stdout
 
 
 def test_fields_shows_guardrails_readably(cli):

@@ -343,6 +343,14 @@ def test_restoring_an_old_version_saves_it_again_as_the_newest(url, admin_user, 
     assert 'Restore this version' not in admin.get(url["config"] + "versions/3/").content.decode()
     assert admin.post(url["config"] + "versions/9/restore/", {"base_version": "3"}).status_code == 404
 
+def test_an_empty_version_is_not_restored_over_a_config(admin_user, team, make_queue):
+    queue = make_queue(team, "q", text="")
+    as_user(admin_user).post("/teams/ml/queues/q/config/save/", {"text": "a: 1\n", "format": "yaml", "base_version": "1"})
+    response = as_user(admin_user).post("/teams/ml/queues/q/config/versions/1/restore/", {"base_version": "2"}, follow=True)
+    assert "Version 1 is empty; restoring it would wipe the queue&#x27;s config." in response.content.decode()
+    assert Queue.objects.get(pk=queue.pk).current_version.text == "a: 1\n" and queue.versions.count() == 2
+
+
 def test_the_addresses_forms_post_to_lead_back_to_the_config_tab(url, admin_user):
     for address in (url["save"], url["parse"]):
         response = as_user(admin_user).get(address)
@@ -374,10 +382,11 @@ def test_a_new_queue_with_fields_opens_as_a_draft_to_review(admin_user, team):
     client = as_user(admin_user)
     client.post("/teams/ml/queues/new/", {"name": "drafted", "resource": "local-process", "format": "yaml", "config": "n: '{{n}}'\n"})
     queue = Queue.objects.get(team=team, name="drafted")
-    assert queue.current_version.fields == []
+    assert queue.current_version is None and not queue.versions.exists() and not queue.ready
     for _ in range(2):  # the draft is kept until saved: a reload or a second visit still shows it
         body = client.get("/teams/ml/queues/drafted/config/").content.decode()
         assert 'id="tile-n"' in body and "{{n}}" in body and "Not ready for launches yet." in body
+        assert '<input type="hidden" name="base_version" value="">' in body
 
 
 def test_nobody_launches_on_a_new_queue_until_its_fields_are_saved(admin_user, member_user, team):
@@ -388,16 +397,21 @@ def test_nobody_launches_on_a_new_queue_until_its_fields_are_saved(admin_user, m
     response = member.post("/teams/ml/queues/drafted/launch/", launch)
     assert response.status_code == 400
     assert "an admin has not saved its template fields&#x27; guardrails yet" in response.content.decode()
-    assert "Not ready for launches yet." in member.get("/teams/ml/queues/drafted/runs/").content.decode()
+    runs_tab = member.get("/teams/ml/queues/drafted/runs/").content.decode()
+    assert "Not ready for launches yet." in runs_tab and "Launch the first one" not in runs_tab and "No agent is online" not in runs_tab
+    launch_page = member.get("/launch/").content.decode()
+    assert "not ready" in launch_page and 'aria-label="Launch on drafted"' not in launch_page
+    member_config = member.get("/teams/ml/queues/drafted/config/").content.decode()
+    assert "still setting up this queue" in member_config and "{{n}}" not in member_config
     assert not Run.objects.exists()
 
     saved = admin.post(
         "/teams/ml/queues/drafted/config/save/",
-        {"text": "n: '{{n}}'\n", "format": "yaml", "base_version": "1", "tiles": "n", "f.n.type": "integer", "f.n.default": "2"},
+        {"text": "n: '{{n}}'\n", "format": "yaml", "base_version": "", "tiles": "n", "f.n.type": "integer", "f.n.default": "2"},
     )
     assert saved.status_code == 302
     queue = Queue.objects.get(team=team, name="drafted")
-    assert queue.draft_text == "" and queue.current_version.number == 2
+    assert queue.draft_text == "" and queue.current_version.number == 1 and queue.ready
     assert "Not ready" not in admin.get("/teams/ml/queues/drafted/config/").content.decode()
     assert member.post("/teams/ml/queues/drafted/launch/", launch).status_code == 302
     assert Run.objects.get().values == {"n": 2}

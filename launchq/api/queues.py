@@ -74,6 +74,7 @@ def queue_summary(request: HttpRequest, queue: Queue) -> dict:
         "resource": queue.resource,
         "description": queue.description,
         "version": version.number if version else None,
+        "ready": queue.ready,
         "fields": [d["name"] for d in version.fields] if version else [],
         "url": request.build_absolute_uri(reverse("api:queue_detail", args=[queue.team.slug, queue.name])),
     }

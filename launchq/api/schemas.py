@@ -66,6 +66,7 @@ class QueueSummary(Schema):
     resource: str = Field(..., description="local-process, local-container, kubernetes, sagemaker or vertex")
     description: str
     version: int | None = Field(..., description="The current config version's number (null before the first save).")
+    ready: bool = Field(..., description="False while the queue has no saved config, or its first config waits for its fields' guardrails: launches are refused.")
     fields: list[str] = Field(..., description="The template fields' names, in config order.")
     url: str = Field(..., description="This queue in the API.")
 

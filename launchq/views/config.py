@@ -31,7 +31,8 @@ def queue_config(request: HttpRequest, team: str, queue: str) -> HttpResponse:
     queue_obj, membership = queue_for(request.user, team, queue)
     version = queue_obj.current_version
     if queue_obj.draft_text and membership.is_admin:
-        state = _EditorState.from_post(ConfigPost(queue_obj.draft_text, queue_obj.draft_format, version.number, {}, None), version)
+        base = version.number if version else None
+        state = _EditorState.from_post(ConfigPost(queue_obj.draft_text, queue_obj.draft_format, base, {}, None), version)
     else:
         state = _EditorState.from_version(version)
     return _render_page(request, queue_obj, membership, state)
@@ -277,6 +278,10 @@ def config_restore(request: HttpRequest, team: str, queue: str, number: int) -> 
         base = int(request.POST.get("base_version", ""))
     except ValueError:
         base = None
+    current = queue_obj.current_version
+    if not version.text.strip() and current is not None and current.text.strip():
+        messages.error(request, f"Version {number} is empty; restoring it would wipe the queue's config. {EMPTY_SAVE}")
+        return redirect("launchq:config_version", team, queue, number)
     definitions = {f.name: f for f in version.definitions}
     try:
         result = save_config(queue_obj, request.user, version.text, version.format, definitions, base)
