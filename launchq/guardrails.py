@@ -123,6 +123,7 @@ NOT_TEXT = "{field} must be text (got {value!r})."
 NOT_INTEGER = "{field} must be a whole number written with the digits 0-9, like 3 (got {value!r})."
 NOT_NUMBER = "{field} must be a number written with the digits 0-9, like 2.5 (got {value!r})."
 NOT_FINITE = "{field} must be a finite number (got {value!r})."
+NUMBER_TOO_LONG = "{field} must be a number written in at most {bound} characters (got {length})."
 BELOW_MINIMUM = "{field} must be at least {bound} (got {value})."
 ABOVE_MAXIMUM = "{field} must be at most {bound} (got {value})."
 NOT_ALLOWED = "{field} must be one of {allowed} (got {value!r})."
@@ -308,7 +309,9 @@ class _AsJson(str):
 
     @classmethod
     def of(cls, value: Any) -> Any:
-        if isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
+        if isinstance(value, str):
+            return value if len(value) <= 60 else value[:40] + "…"
+        if isinstance(value, int | float) and not isinstance(value, bool):
             return value
         try:
             text = json.dumps(value, ensure_ascii=False, default=str)
@@ -349,6 +352,8 @@ def check_value(field_: Field, raw: object) -> Value:
             raise fail("pattern", NO_MATCH, bound=field_.pattern, value=raw)
         return raw
 
+    if isinstance(raw, str) and len(raw.strip(_EDGE_SPACE)) > MAX_NUMBER_CHARS:
+        raise fail("type", NUMBER_TOO_LONG, bound=MAX_NUMBER_CHARS, length=len(raw.strip(_EDGE_SPACE)), value=raw)
     number = _number_from(field_.type, raw)
     if isinstance(raw, str) and NON_FINITE_TEXT.match(raw.strip(_EDGE_SPACE)) or isinstance(raw, float) and not math.isfinite(raw):
         raise fail("not_finite", NOT_FINITE, value=str(raw) if isinstance(raw, float) else raw)

@@ -119,6 +119,16 @@ def test_integers_in_any_other_spelling_are_refused(raw):
     assert problem_of(GPUS, raw)[0] == "type"
 
 
+def test_a_number_of_thousands_of_digits_is_refused_for_its_length_without_echoing_it():
+    with pytest.raises(GuardrailError) as refused:
+        check_value(GPUS, "9" * 5000)
+    message = refused.value.problems[0].message
+    assert message == "gpus must be a number written in at most 64 characters (got 5000)."
+    with pytest.raises(GuardrailError) as refused:
+        check_value(INSTANCE, "ml." + "x" * 500)
+    assert len(refused.value.problems[0].message) < 200
+
+
 @pytest.mark.parametrize("raw", [float("inf"), float("-inf"), float("nan"), "inf", "NaN"])
 def test_integers_refuse_nan_and_infinity_as_not_finite(raw):
     assert problem_of(GPUS, raw)[0] == "not_finite"
