@@ -134,3 +134,20 @@ def test_controls_swapped_in_by_htmx_answer_at_once(page, live_server, demo):
     tile.get_by_label("Type").select_option(label="Float")
     expect(tile.get_by_label("Minimum")).to_be_visible()
     assert page.evaluate("window.__late") == 0
+
+
+def test_tiles_cannot_be_changed_while_a_parse_is_on_its_way(page, live_server, demo):
+    """A change made to a tile while Parse is in flight would be overwritten by its answer; the tiles wait instead."""
+    field = Field("aws_instance", allowed=("ml.m4.xlarge",))
+    save_config(demo, None, BEFORE.replace("ml.m4.xlarge", '"{{aws_instance}}"'), "yaml", {"aws_instance": field}, 2)
+    open_config_tab(page, live_server, "admin")
+    seen = {}
+
+    def hold(route):
+        seen["disabled"] = page.evaluate("document.querySelector('#tile-aws_instance').disabled")
+        route.continue_()
+
+    page.route("**/config/parse/", hold)
+    page.get_by_role("button", name="Parse configuration").click()
+    expect(page.locator("#tile-aws_instance")).to_be_enabled()
+    assert seen == {"disabled": True}
