@@ -635,3 +635,17 @@ def test_api_docs_page_is_served_from_our_own_static_files(client):
 
 def _refuse_constant(name):
     raise AssertionError(f"the answer is not strict JSON: it holds {name}")
+
+
+@pytest.mark.parametrize("method, path, status, code", [
+    ("get", "/no/such/endpoint", 404, "not_found"),
+    ("delete", "/queues", 405, "method_not_allowed"),
+    ("put", "/teams/ml/queues/train/runs", 405, "method_not_allowed"),
+])
+def test_unknown_endpoints_and_methods_answer_in_the_error_shape(member_api, queue, method, path, status, code):
+    response = getattr(member_api.client, method)(f"/api{path}", headers=member_api.headers)
+
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("application/json")
+    [error] = response.json()["errors"]
+    assert (error["field"], error["code"]) == ("", code) and error["message"] == response.json()["detail"]

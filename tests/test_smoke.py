@@ -31,3 +31,10 @@ def test_not_found_and_not_allowed_are_pages_of_the_app(client, member_user):
     refused = client.get("/teams/ml/queues/new/").content.decode()
     assert "<h1>Not found</h1>" in missing and 'href="/launch/"' in missing and "Log out" in missing
     assert "<h1>Not allowed</h1>" in refused and "Only the team&#x27;s admins may do this." in refused
+
+
+def test_opening_a_form_only_address_gets_a_page_not_a_blank(client, member_user, team):
+    client.force_login(member_user)
+    response = client.get("/teams/ml/runs/abc/cancel/")
+    assert response.status_code == 405 and response["Allow"] == "POST"
+    assert "<h1>Not a page</h1>" in response.content.decode()
