@@ -357,6 +357,16 @@ def test_the_addresses_forms_post_to_lead_back_to_the_config_tab(url, admin_user
         assert response.status_code == 302 and response["Location"] == url["config"]
 
 
+def test_a_refused_save_sums_up_what_to_fix_at_the_top(url, admin_user, queue):
+    bad = tile_post("aws_instance", "string", ["ml.m4.xlarge"], default="ml.p9")
+    response = as_user(admin_user).post(url["save"], form(SEED.replace("InstanceCount: 1", "InstanceCount: {{n}}"), bad))
+    body = response.content.decode()
+    assert response.status_code == 400
+    summary = body[body.index('id="save-refused"'):body.index("</div>", body.index('id="save-refused"'))]
+    assert "these 2 things" in summary and 'href="#tile-aws_instance"' in summary and 'href="#tile-n"' in summary
+    assert "Not saved: see the" in body and queue.versions.count() == 1
+
+
 def test_a_blank_editor_is_not_saved_over_a_config(admin_user, team, make_queue):
     queue = make_queue(team, "q", text="a: 1\n")
     response = as_user(admin_user).post("/teams/ml/queues/q/config/save/", {"text": "  \n", "format": "yaml", "base_version": "1"})

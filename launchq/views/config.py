@@ -94,12 +94,14 @@ def config_save(request: HttpRequest, team: str, queue: str) -> HttpResponse:
     if not post.text.strip() and current is not None and current.text.strip():
         state.config_error = ConfigError("empty", EMPTY_SAVE)
     if state.config_error or problems or state.unreviewed:
+        state.refused = True
         return _render_page(request, queue_obj, membership, state, status=400)
     try:
         result = save_config(queue_obj, request.user, post.text, post.format, definitions, post.base_number)
     except ConfigRejected as rejected:
         state.config_error = rejected.config_error
         state.unreviewed = rejected.unreviewed
+        state.refused = True
         return _render_page(request, queue_obj, membership, state, status=400)
     except ConfigConflict as conflict:
         state.conflict = conflict.newer
@@ -166,6 +168,7 @@ class _EditorState:
         self.removed: list[str] = []
         self.unreviewed: list[str] = []
         self.conflict: ConfigVersion | None = None
+        self.refused = False  # a Save config that was refused: the page sums up why
 
     @classmethod
     def from_version(cls, version: ConfigVersion | None) -> _EditorState:
@@ -227,6 +230,18 @@ class _EditorState:
         for tile in self.tiles.values():
             tile.problems = [p for p in problems if p.field == tile.name]
         return definitions, problems
+
+    @property
+    def refusals(self) -> list[dict]:
+        """Why Save config was refused, each with the id of the place to fix it."""
+        found = []
+        if self.config_error:
+            found.append({"anchor": "config-error", "text": f"Queue config: {self.config_error}"})
+        for name in self.unreviewed:
+            found.append({"anchor": f"tile-{name}", "text": f"{name}: a new template field; check its type and guardrails."})
+        for tile in self.tiles.values():
+            found.extend({"anchor": f"tile-{tile.name}", "text": f"{tile.name}: {p.message}"} for p in tile.problems)
+        return found
 
     @property
     def macros(self) -> list[dict]:
