@@ -233,10 +233,11 @@ class _EditorState:
 
     @property
     def refusals(self) -> list[dict]:
-        """Why Save config was refused, each with the id of the place to fix it."""
+        """Why Save config was refused, in the tiles, each with the id of the tile to fix.
+
+        A config that does not parse is said once, under the editor, which is already in view.
+        """
         found = []
-        if self.config_error:
-            found.append({"anchor": "config-error", "text": f"Queue config: {self.config_error}"})
         for name in self.unreviewed:
             found.append({"anchor": f"tile-{name}", "text": f"{name}: a new template field; check its type and guardrails."})
         for tile in self.tiles.values():
