@@ -41,6 +41,7 @@ def open_config_tab(page, live_server, username: str) -> None:
     page.get_by_role("link", name="View queue sagemaker-queue").click()
     page.get_by_role("link", name="Config", exact=True).click()
     expect(page.get_by_role("heading", name="Queue config")).to_be_visible()
+    page.wait_for_load_state("load")  # htmx is wired up (before that, buttons post their plain forms)
 
 
 def test_the_source_documents_example_end_to_end(page, live_server, demo, artifacts):
@@ -148,6 +149,7 @@ def test_tiles_cannot_be_changed_while_a_parse_is_on_its_way(page, live_server, 
         route.continue_()
 
     page.route("**/config/parse/", hold)
-    page.get_by_role("button", name="Parse configuration").click()
+    with page.expect_response("**/config/parse/"):
+        page.get_by_role("button", name="Parse configuration").click()
     expect(page.locator("#tile-aws_instance")).to_be_enabled()
     assert seen == {"disabled": True}

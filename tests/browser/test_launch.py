@@ -43,6 +43,7 @@ def test_member_launches_within_the_guardrails(page, live_server, member_user, q
     expect(page.get_by_role("link", name="Runs", exact=True)).to_have_attribute("aria-current", "page")
     page.locator(".queue-actions").get_by_role("link", name="Launch").click()
     expect(page.get_by_role("heading", name="Launch a run on train")).to_be_visible()
+    page.wait_for_load_state("load")  # htmx is wired up before the inputs are used
 
     preview = page.locator("#launch-preview")
     page.get_by_label("Command").fill("python train.py")
