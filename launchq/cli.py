@@ -176,6 +176,10 @@ def cmd_fields(client: Client, args: argparse.Namespace) -> Any:
         out("job: --image URI, or --source-dir DIR and --command CMD to build one")
     else:
         out("job: --command CMD (and --source-dir DIR)")
+    default = detail.get("default_job") or {}
+    if default:
+        shown = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in default.items())
+        out(f"default job (used when you give none): {shown}")
     variables = detail["template_variables"]
     if not variables:
         out("\nNo template fields: launches take the config as it is.")

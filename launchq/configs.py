@@ -109,15 +109,22 @@ def save_config(
     return SaveResult(version, True, dropped)
 
 
-def create_queue(team, user, name: str, resource: str, text: str = "", fmt: Format | str = Format.YAML, definitions: dict[str, Field] | None = None, description: str = "") -> Queue:
+def create_queue(
+    team, user, name: str, resource: str, text: str = "", fmt: Format | str = Format.YAML,
+    definitions: dict[str, Field] | None = None, description: str = "", default_job: dict[str, str] | None = None,
+) -> Queue:
     """A new queue with its first config version."""
     with transaction.atomic():
-        queue = Queue.objects.create(team=team, name=name, resource=resource, created_by=user, description=description)
+        queue = Queue.objects.create(
+            team=team, name=name, resource=resource, created_by=user, description=description, default_job=default_job or {}
+        )
         save_config(queue, user, text, fmt, definitions or {}, None)
     return queue
 
 
-def create_queue_with_draft(team, user, name: str, resource: str, text: str, fmt: Format | str, description: str = "") -> Queue:
+def create_queue_with_draft(
+    team, user, name: str, resource: str, text: str, fmt: Format | str, description: str = "", default_job: dict[str, str] | None = None,
+) -> Queue:
     """A new queue whose config has template fields still without guardrails.
 
     It has no config version yet: the text waits as the queue's draft, shown on
@@ -127,7 +134,7 @@ def create_queue_with_draft(team, user, name: str, resource: str, text: str, fmt
     fmt = Format(fmt)
     return Queue.objects.create(
         team=team, name=name, resource=resource, created_by=user, description=description,
-        draft_text=text, draft_format=fmt.value,
+        draft_text=text, draft_format=fmt.value, default_job=default_job or {},
     )
 
 

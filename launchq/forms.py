@@ -164,7 +164,38 @@ class ConfigPost:
         return cls(text, fmt, int(base) if base.isdigit() else None, tiles, action)
 
 
-class QueueForm(forms.ModelForm):
+class DefaultJobFields(forms.Form):
+    """The job a launch runs when it names none: checked by the same rules as a launched job."""
+
+    default_command = forms.CharField(
+        label="Default command", required=False, max_length=4096,
+        widget=forms.TextInput(attrs={"class": "code", "spellcheck": "false", "placeholder": "python train.py"}),
+        help_text="Filled in on the launch form; used by the API, the CLI and wandb when a launch gives no job.",
+    )
+    default_source_dir = forms.CharField(
+        label="Default source directory", required=False, max_length=1024,
+        widget=forms.TextInput(attrs={"class": "code", "spellcheck": "false"}),
+    )
+    default_image = forms.CharField(
+        label="Default image", required=False, max_length=1024,
+        widget=forms.TextInput(attrs={"class": "code", "spellcheck": "false", "placeholder": "ghcr.io/team/trainer:1.2"}),
+        help_text="Container queues only.",
+    )
+
+    @property
+    def default_job(self) -> dict[str, str]:
+        data = self.cleaned_data
+        job = {"command": data.get("default_command", ""), "source_dir": data.get("default_source_dir", ""), "image": data.get("default_image", "")}
+        return {k: v.strip() for k, v in job.items() if v and v.strip()}
+
+    def check_default_job(self, resource: str) -> None:
+        from launchq.runs import check_default_job  # runs imports models; keep forms importable on its own
+
+        for problem in check_default_job(resource, self.default_job):
+            self.add_error(f"default_{problem.field}" if problem.field in ("command", "source_dir", "image") else None, problem.message)
+
+
+class QueueForm(DefaultJobFields, forms.ModelForm):
     format = forms.ChoiceField(choices=[(f.value, f.label) for f in Format], initial=Format.YAML.value, label="Config format")
     config = forms.CharField(
         label="Queue config",
@@ -177,6 +208,14 @@ class QueueForm(forms.ModelForm):
     class Meta:
         model = Queue
         fields = ["name", "resource", "description"]
+
+    field_order = ["name", "resource", "description", "format", "config"]
+
+    def clean(self):
+        data = super().clean()
+        if "resource" in data:
+            self.check_default_job(data["resource"])
+        return data
 
     def __init__(self, *args, team, **kwargs):
         super().__init__(*args, **kwargs)
@@ -194,6 +233,26 @@ class QueueForm(forms.ModelForm):
 
     def clean_config(self) -> str:
         return self.cleaned_data["config"].replace("\r\n", "\n")
+
+
+class QueueSettingsForm(DefaultJobFields):
+    """What an admin may change about a queue besides its config: its description and default job."""
+
+    description = forms.CharField(label="Description", required=False, max_length=500, widget=forms.TextInput(attrs={"class": "wide"}))
+    field_order = ["description", "default_command", "default_source_dir", "default_image"]
+
+    def __init__(self, *args, queue: Queue, **kwargs):
+        job = queue.default_job or {}
+        initial = {"description": queue.description, **{f"default_{k}": v for k, v in job.items()}}
+        super().__init__(*args, initial=initial, **kwargs)
+        self.queue = queue
+        if not queue.runs_in_containers:
+            del self.fields["default_image"]
+
+    def clean(self):
+        data = super().clean()
+        self.check_default_job(self.queue.resource)
+        return data
 
 
 # --- the launch form ----------------------------------------------------------

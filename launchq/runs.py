@@ -126,6 +126,8 @@ def check_launch(
         raise LaunchRefused([Problem("", "no_config", NO_CONFIG.format(queue=queue.name))])
 
     job_obj = job if isinstance(job, Job) else Job.from_dict(job)
+    if job_obj == Job() and queue.default_job:  # a launch that names no job runs the queue's default one
+        job_obj = Job.from_dict(queue.default_job)
     texts = {"project": project if isinstance(project, str) else "", "name": name or "", **{k: getattr(job_obj, k) for k in ("command", "source_dir", "image")}}
     for key, text in texts.items():
         bad = CONTROL_CHARACTER.search(text)
@@ -269,6 +271,19 @@ def _project(queue: Queue, project: str | Project | None, problems: list[Problem
             Problem("project", "unknown_project", UNKNOWN_PROJECT.format(value=project or "", team=queue.team.slug, bound=", ".join(names)), names, project)
         )
         return None
+
+
+def check_default_job(resource: str, job: Mapping[str, Any]) -> list[Problem]:
+    """What is wrong with a job an admin sets as a queue's default (the same rules as a launched job's)."""
+    job_obj = Job.from_dict(job)
+    if job_obj == Job():
+        return []
+    problems = _job_problems(Queue(resource=resource), job_obj)
+    for key, text in (("command", job_obj.command), ("source_dir", job_obj.source_dir), ("image", job_obj.image)):
+        bad = CONTROL_CHARACTER.search(text)
+        if bad:
+            problems.append(Problem(key, "invalid_character", CONTROL.format(field=key.replace("_", " "), code=ord(bad.group())), value=text))
+    return problems
 
 
 def _job_problems(queue: Queue, job: Job) -> list[Problem]:

@@ -16,6 +16,7 @@ queue_urls = [
     path("runs/", runs.queue_runs, name="queue_runs"),
     path("launch/", runs.run_create, name="run_create"),
     path("launch/preview/", runs.launch_preview, name="launch_preview"),
+    path("settings/", queues.queue_settings, name="queue_settings"),
     path("config/", config.queue_config, name="queue_config"),
     path("config/parse/", config.config_parse, name="config_parse"),
     path("config/tile/", config.config_tile, name="config_tile"),

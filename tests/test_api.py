@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from launchq.guardrails import Field, FieldType
-from launchq.models import ApiToken, Run, RunState
+from launchq.models import ApiToken, Queue, Run, RunState
 from launchq.runs import launch_run, move
 
 CONFIG = """\
@@ -299,6 +299,19 @@ def test_a_container_queue_needs_an_image(member_api, make_queue, team, admin_us
     assert [(e["field"], e["code"]) for e in missing.json()["errors"]] == [("image", "required")]
     assert [(e["field"], e["code"]) for e in bad.json()["errors"]] == [("image", "invalid_image")]
     assert good.status_code == 201 and good.json()["job"] == {"image": "ghcr.io/acme/train:1.2"}
+
+
+def test_a_launch_without_a_job_runs_the_queues_default_job(member_api, make_queue, team, admin_user):
+    box = make_queue(team, "box", "x: 1\n", resource="local-container", user=admin_user)
+    Queue.objects.filter(pk=box.pk).update(default_job={"image": "ghcr.io/acme/train:1.2"})
+
+    detail = member_api.get("/teams/ml/queues/box").json()
+    by_default = member_api.post("/teams/ml/queues/box/runs", {})
+    chosen = member_api.post("/teams/ml/queues/box/runs", {"job": {"image": "ghcr.io/acme/other:2"}})
+
+    assert detail["default_job"] == {"image": "ghcr.io/acme/train:1.2"}
+    assert by_default.status_code == 201 and by_default.json()["job"] == {"image": "ghcr.io/acme/train:1.2"}
+    assert chosen.status_code == 201 and chosen.json()["job"] == {"image": "ghcr.io/acme/other:2"}
 
 
 def test_a_job_is_an_image_or_a_source_to_build_never_a_mix_nor_an_unused_image(member_api, make_queue, team, admin_user):

@@ -314,3 +314,14 @@ def test_the_run_pages_terminal_command_launches_the_same_run(cli, client, membe
     assert result.returncode == 0, result.stderr
     again = Run.objects.exclude(pk=first.pk).get()
     assert (again.values, again.job, again.priority, again.project) == (first.values, first.job, first.priority, first.project)
+
+
+def test_fields_names_the_default_job_and_launch_uses_it(cli, queue):
+    Queue.objects.filter(pk=queue.pk).update(default_job={"command": "python train.py --nightly"})
+
+    shown = cli("fields", "ml/train")
+    launched = cli("launch", "ml/train", "-s", "aws_instance=ml.m4.xlarge", "--json")
+
+    assert "default job (used when you give none): command python train.py --nightly" in shown.stdout
+    assert launched.returncode == 0, launched.stderr
+    assert Run.objects.get().job == {"command": "python train.py --nightly"}

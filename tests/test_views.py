@@ -377,6 +377,50 @@ def test_a_blank_editor_is_not_saved_over_a_config(admin_user, team, make_queue)
     assert response.status_code == 302 and Queue.objects.get(pk=queue.pk).current_version.text == "{}"
 
 
+# --- a queue's settings ------------------------------------------------------------
+
+
+def test_admins_set_a_queues_description_and_default_job(admin_user, member_user, team, make_queue):
+    queue = make_queue(team, "q", text="a: 1\n")
+    admin = as_user(admin_user)
+    assert as_user(member_user).get("/teams/ml/queues/q/settings/").status_code == 403
+    assert 'href="/teams/ml/queues/q/settings/"' not in as_user(member_user).get("/teams/ml/queues/q/runs/").content.decode()
+
+    response = admin.post("/teams/ml/queues/q/settings/", {"description": "Nightly jobs", "default_command": " python train.py ", "default_source_dir": "./src"})
+    assert response.status_code == 302
+    queue.refresh_from_db()
+    assert queue.description == "Nightly jobs" and queue.default_job == {"command": "python train.py", "source_dir": "./src"}
+    form = as_user(member_user).get("/teams/ml/queues/q/launch/").content.decode()
+    assert 'value="python train.py"' in form and 'value="./src"' in form
+
+
+@pytest.mark.parametrize(
+    "resource, data, field",
+    [
+        ("local-process", {"default_source_dir": "./src"}, "default_command"),
+        ("local-container", {"default_image": "not an image!"}, "default_image"),
+        ("local-container", {"default_image": "ghcr.io/a/b:1", "default_source_dir": "./src"}, "default_source_dir"),
+        ("local-process", {"default_command": "run\x00"}, "default_command"),
+    ],
+)
+def test_a_default_job_that_could_not_run_is_refused_beside_its_input(admin_user, team, make_queue, resource, data, field):
+    queue = make_queue(team, "q", text="a: 1\n", resource=resource)
+    response = as_user(admin_user).post("/teams/ml/queues/q/settings/", {"description": "changed", **data})
+    assert response.status_code == 400
+    assert f'id="id_{field}-error"' in response.content.decode()
+    queue.refresh_from_db()
+    assert queue.default_job == {} and queue.description == ""
+
+
+def test_a_new_queue_can_name_its_default_job(admin_user, team):
+    data = {"name": "fresh", "resource": "local-process", "format": "yaml", "config": "", "default_command": "python go.py"}
+    assert as_user(admin_user).post("/teams/ml/queues/new/", data).status_code == 302
+    assert Queue.objects.get(team=team, name="fresh").default_job == {"command": "python go.py"}
+    bad = {**data, "name": "other", "default_image": "ghcr.io/a/b:1"}
+    assert as_user(admin_user).post("/teams/ml/queues/new/", bad).status_code == 400
+    assert not Queue.objects.filter(name="other").exists()
+
+
 # --- creating a queue ------------------------------------------------------------
 
 

@@ -63,6 +63,7 @@ def queue_detail(request: HttpRequest, team: str = TeamSlug, queue: str = QueueN
         "required": [f.name for f in fields if f.required],
         "projects": list(queue_obj.team.projects.values_list("name", flat=True)),
         "runs_in_containers": queue_obj.runs_in_containers,
+        "default_job": queue_obj.default_job or {},
     }
 
 

@@ -83,6 +83,7 @@ class QueueDetail(QueueSummary):
     required: list[str] = Field(..., description="Template fields without a default: a launch must set them.")
     projects: list[str] = Field(..., description="The team's projects, one of which a launch names.")
     runs_in_containers: bool = Field(..., description="True: a launch gives job.image (or job.source_dir and job.command); false: job.command.")
+    default_job: dict[str, str] = Field(..., description="What a launch that gives no job runs: {command?, source_dir?, image?}; {} when the queue has none.")
 
 
 # --- runs -------------------------------------------------------------------

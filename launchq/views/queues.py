@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from launchq.access import membership_for, queue_for, require_admin
 from launchq.configs import ConfigRejected, check_config, create_queue, create_queue_with_draft
-from launchq.forms import QueueForm
+from launchq.forms import QueueForm, QueueSettingsForm
 from launchq.models import IN_FLIGHT, Membership, Queue
 from launchq.templating import ConfigError
 
@@ -50,12 +50,12 @@ def queue_create(request: HttpRequest, team: str) -> HttpResponse:
             if has_fields:
                 queue = create_queue_with_draft(
                     membership.team, request.user, data["name"], data["resource"], data["config"], data["format"],
-                    data["description"],
+                    data["description"], form.default_job,
                 )
             else:
                 queue = create_queue(
                     membership.team, request.user, data["name"], data["resource"], data["config"], data["format"], {},
-                    data["description"],
+                    data["description"], form.default_job,
                 )
         except (ConfigError, ConfigRejected) as rejected:
             form.add_error("config", str(rejected))
@@ -68,3 +68,20 @@ def queue_create(request: HttpRequest, team: str) -> HttpResponse:
                 messages.success(request, f"Created queue {queue.name}.")
             return redirect("launchq:queue_config", team, queue.name)
     return render(request, "launchq/queue_new.html", {"form": form, "team": membership.team}, status=400 if form.errors else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def queue_settings(request: HttpRequest, team: str, queue: str) -> HttpResponse:
+    """A queue's description and default job (admins); its config has its own tab."""
+    queue_obj, membership = queue_for(request.user, team, queue)
+    require_admin(membership)
+    form = QueueSettingsForm(request.POST or None, queue=queue_obj)
+    if request.method == "POST" and form.is_valid():
+        queue_obj.description = form.cleaned_data["description"]
+        queue_obj.default_job = form.default_job
+        queue_obj.save(update_fields=["description", "default_job"])
+        messages.success(request, "Saved the queue's settings.")
+        return redirect("launchq:queue_settings", team, queue_obj.name)
+    context = {"queue": queue_obj, "membership": membership, "form": form, "tab": "settings"}
+    return render(request, "launchq/queue_settings.html", context, status=400 if form.errors else 200)

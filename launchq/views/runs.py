@@ -154,7 +154,8 @@ def _initial(request: HttpRequest, queue: Queue) -> LaunchPost:
         project = last.project.name
     else:
         project = ""
-    return LaunchPost(project=project)
+    job = queue.default_job or {}
+    return LaunchPost(project=project, command=job.get("command", ""), source_dir=job.get("source_dir", ""), image=job.get("image", ""))
 
 
 def _render_form(request, queue: Queue, membership: Membership, post: LaunchPost, problems: list[Problem], status: int = 200) -> HttpResponse:

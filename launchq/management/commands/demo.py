@@ -119,12 +119,17 @@ class Command(BaseCommand):
                 create_queue(
                     team, admin, "local-queue", Resource.LOCAL_PROCESS, LOCAL_CONFIG, "yaml",
                     {"epochs": EPOCHS, "learning_rate": LEARNING_RATE},
-                    f"Runs jobs as processes on the agent's machine. Try the command: {sys.executable} {job_path}",
+                    "Runs jobs as processes on the agent's machine; its default job is the demo's training script.",
+                    {"command": f"{sys.executable} {job_path}"},
                 )
+            local = Queue.objects.get(team=team, name="local-queue")
+            if not local.default_job:  # a demo made before queues had default jobs
+                local.default_job = {"command": f"{sys.executable} {job_path}"}
+                local.save(update_fields=["default_job"])
             agent_line = _demo_agent(team, admin)
         self.stdout.write(f"Demo team 'demo' is ready. Log in as admin or member, password: {password} ({source})")
         self.stdout.write(f"Start the demo agent for local-queue in another terminal:\n  {agent_line}")
-        self.stdout.write(f"Then launch on local-queue with the command: {sys.executable} {job_path}")
+        self.stdout.write(f"Then launch on local-queue: its default job runs {job_path}")
 
 
 def _user(username: str, password: str, superuser: bool):
