@@ -61,6 +61,7 @@ _JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _JSON_KEY_AFTER = re.compile(r"[ \t\r\n]*:")
 _JSON_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[{}\[\]]')
 _MASKED = re.compile("[\ue000-\ue004]")
+_HUGE_NUMBER = re.compile(r"[0-9][0-9_]{4000,}")
 _PROPERTIES = re.compile(r"(?:[&!][^ \t\r\n]*[ \t\r\n]+)+")
 
 # --- errors ------------------------------------------------------------------
@@ -72,6 +73,7 @@ NOT_MAPPING = "The top of the config must be a mapping of keys to values (like `
 SYNTAX = "{problem}"
 BAD_TAG = "Tags that build objects are not allowed: {problem}"
 RESERVED_CHARACTER = "The character U+{code:04X} is reserved by launchq and cannot appear in a config."
+HUGE_NUMBER = "This number has more digits than launchq reads (at most 4300); write it as text, in quotes, if it is meant to be one."
 DUPLICATE_KEY = "The key {key!r} appears twice in this {kind} (first on line {first}); only one would be kept, so remove or rename one."
 PLACEHOLDER_IN_KEY = "Template fields belong in values, not in keys: {placeholder} is used as a key."
 EMPTY_PLACEHOLDER = "{placeholder} is empty: write a field name between the braces, like {{{{aws_instance}}}}."
@@ -156,8 +158,12 @@ class ParsedConfig:
         return node
 
 
-def parse_config(text: str, fmt: Format | str) -> ParsedConfig:
-    """Parse a queue config; raise `ConfigError` with a line and column if it cannot be used."""
+def parse_config(text: str, fmt: Format | str, *, strict_keys: bool = True) -> ParsedConfig:
+    """Parse a queue config; raise `ConfigError` with a line and column if it cannot be used.
+
+    `strict_keys=False` reads a key written twice the way YAML and JSON readers do (the last one
+    wins) instead of refusing it: for versions saved before that was refused, which must keep working.
+    """
     fmt = Format(fmt)
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_CONFIG_BYTES:
@@ -172,9 +178,9 @@ def parse_config(text: str, fmt: Format | str) -> ParsedConfig:
     if not text.strip() or (fmt is Format.YAML and _only_comments(text)):
         data, scalars = {}, []
     elif fmt is Format.YAML:
-        data, scalars = _load_yaml(masked, text, lines)
+        data, scalars = _load_yaml(masked, text, lines, strict_keys)
     else:
-        data, scalars = _load_json(masked, text, lines)
+        data, scalars = _load_json(masked, text, lines, strict_keys)
     if not isinstance(data, dict):
         raise ConfigError("not_mapping", NOT_MAPPING.format(kind=_kind(data)), 1, 1)
 
@@ -374,13 +380,23 @@ def _only_comments(text: str) -> bool:
     return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
 
 
-def _load_yaml(masked: str, text: str, lines: _Lines) -> tuple[Any, list[_Scalar]]:
+def _load_yaml(masked: str, text: str, lines: _Lines, strict_keys: bool = True) -> tuple[Any, list[_Scalar]]:
     loader = _Loader(masked)
+
+    def key_of(node: yaml.ScalarNode) -> Any:
+        """The key as YAML reads it (`yes` and `true` are one key), or its text when it cannot be read."""
+        try:
+            key = loader.construct_object(node, deep=True)
+            hash(key)
+        except Exception:  # a bad tag or a huge number: refused below, when the document is built
+            return (node.tag, node.value)
+        return (type(key).__name__, key)
+
     try:
         node = loader.get_single_node()
         if node is None:
             return {}, []
-        scalars = _walk_yaml(node)
+        scalars = _walk_yaml(node, key_of if strict_keys else None)
         return loader.construct_document(node), scalars
     except yaml.constructor.ConstructorError as error:
         raise _marked("bad_tag", BAD_TAG, error, text, lines) from None
@@ -391,12 +407,17 @@ def _load_yaml(masked: str, text: str, lines: _Lines) -> tuple[Any, list[_Scalar
         raise ConfigError("syntax", f"unacceptable character #x{error.character:04x}", line, column) from None
     except (yaml.YAMLError, RecursionError) as error:
         raise ConfigError("syntax", str(error)) from None
+    except ValueError:  # Python's guard against numbers of thousands of digits
+        raise _huge_number(masked, lines) from None
     finally:
         loader.dispose()
 
 
-def _walk_yaml(root: yaml.Node) -> list[_Scalar]:
-    """Every string scalar with its path and source span, in document order, within the limits."""
+def _walk_yaml(root: yaml.Node, key_of=None) -> list[_Scalar]:
+    """Every string scalar with its path and source span, in document order, within the limits.
+
+    With `key_of` (how a key reads), a mapping that has the same key twice is refused.
+    """
     scalars: list[_Scalar] = []
     stack: list[tuple[yaml.Node, str, bool, int]] = [(root, "", False, 0)]
     count = 0
@@ -414,7 +435,8 @@ def _walk_yaml(root: yaml.Node) -> list[_Scalar]:
             for i, item in reversed(list(enumerate(node.value))):
                 stack.append((item, f"{path}[{i}]", is_key, depth + 1))
         elif isinstance(node, yaml.MappingNode):
-            _refuse_duplicate_yaml_keys(node, path)
+            if key_of is not None:
+                _refuse_duplicate_yaml_keys(node, path, key_of)
             for key, value in reversed(node.value):
                 label = key.value if isinstance(key, yaml.ScalarNode) else "?"
                 stack.append((value, f"{path}.{label}" if path else label, is_key, depth + 1))
@@ -422,16 +444,22 @@ def _walk_yaml(root: yaml.Node) -> list[_Scalar]:
     return scalars
 
 
-def _refuse_duplicate_yaml_keys(node: yaml.MappingNode, path: str) -> None:
-    seen: dict[tuple[str, str], int] = {}
+def _refuse_duplicate_yaml_keys(node: yaml.MappingNode, path: str, key_of) -> None:
+    seen: dict[Any, int] = {}
     for key, _ in node.value:
         if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge" or _MASKED.search(key.value):
             continue
         line, column = key.start_mark.line + 1, key.start_mark.column + 1
-        if (key.tag, key.value) in seen:
-            first = seen[(key.tag, key.value)]
-            raise ConfigError("duplicate_key", DUPLICATE_KEY.format(key=key.value, first=first, kind="mapping"), line, column, path)
-        seen[(key.tag, key.value)] = line
+        identity = key_of(key)
+        if identity in seen:
+            raise ConfigError("duplicate_key", DUPLICATE_KEY.format(key=key.value, first=seen[identity], kind="mapping"), line, column, path)
+        seen[identity] = line
+
+
+def _huge_number(masked: str, lines: _Lines) -> ConfigError:
+    found = _HUGE_NUMBER.search(masked)
+    line, column = lines.position(found.start()) if found else (None, None)
+    return ConfigError("too_large_number", HUGE_NUMBER, line, column)
 
 
 class _DuplicateJsonKey(Exception):
@@ -463,9 +491,9 @@ def _duplicate_json_key(masked: str, lines: _Lines) -> ConfigError:
     return ConfigError("duplicate_key", "A key appears twice in one object; only one would be kept, so remove or rename one.")
 
 
-def _load_json(masked: str, text: str, lines: _Lines) -> tuple[Any, list[_Scalar]]:
+def _load_json(masked: str, text: str, lines: _Lines, strict_keys: bool = True) -> tuple[Any, list[_Scalar]]:
     try:
-        data = json.loads(masked, object_pairs_hook=_no_duplicate_pairs)
+        data = json.loads(masked, object_pairs_hook=_no_duplicate_pairs if strict_keys else None)
     except _DuplicateJsonKey:
         raise _duplicate_json_key(masked, lines) from None
     except json.JSONDecodeError as error:
@@ -475,6 +503,8 @@ def _load_json(masked: str, text: str, lines: _Lines) -> tuple[Any, list[_Scalar
         raise ConfigError("syntax", error.msg, error.lineno, error.colno) from None
     except RecursionError:
         raise ConfigError("too_deep", TOO_DEEP.format(limit=MAX_DEPTH)) from None
+    except ValueError:  # Python's guard against numbers of thousands of digits
+        raise _huge_number(masked, lines) from None
 
     tokens = []
     for match in _JSON_STRING.finditer(masked):

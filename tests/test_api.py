@@ -301,6 +301,18 @@ def test_a_container_queue_needs_an_image(member_api, make_queue, team, admin_us
     assert good.status_code == 201 and good.json()["job"] == {"image": "ghcr.io/acme/train:1.2"}
 
 
+def test_a_version_saved_before_repeated_keys_were_refused_still_launches(member_api, make_queue, team, admin_user):
+    from launchq.models import ConfigVersion
+
+    old = make_queue(team, "old", "a: 1\n", user=admin_user)
+    ConfigVersion.objects.filter(pk=old.current_version_id).update(text="a: 1\nb: 2\na: 3\n")  # as stored back then
+
+    launched = member_api.post("/teams/ml/queues/old/runs", {"job": JOB})
+
+    assert launched.status_code == 201, launched.json()
+    assert launched.json()["rendered_config"] == "a: 1\nb: 2\na: 3\n"
+
+
 def test_a_launch_without_a_job_runs_the_queues_default_job(member_api, make_queue, team, admin_user):
     box = make_queue(team, "box", "x: 1\n", resource="local-container", user=admin_user)
     Queue.objects.filter(pk=box.pk).update(default_job={"image": "ghcr.io/acme/train:1.2"})

@@ -105,6 +105,11 @@ def test_the_same_key_in_different_mappings_is_no_duplicate():
     assert "'a' appears twice" in message and "first on line 1" in message
 
 
+def test_a_saved_version_with_a_key_written_twice_still_reads_as_it_did():
+    assert parse_config("a: 1\nb: '{{n}}'\na: 3\n", "yaml", strict_keys=False).data["a"] == 3
+    assert parse_config('{"a": 1, "a": 3}', "json", strict_keys=False).data == {"a": 3}
+
+
 def test_yaml_aliases_and_merge_keys_work():
     parsed = parse_config("base: &b {size: '{{n}}'}\njob:\n  <<: *b\n  name: x\n", "yaml")
     data, _ = render_data(parsed, {"n": 4})
@@ -135,6 +140,9 @@ def test_yaml_aliases_and_merge_keys_work():
         ("a: \ue000\n", "reserved_character", 1, 4),
         ("a: 1\nb: 2\na: 3\n", "duplicate_key", 3, 1),
         ("top:\n  x: 1\n  'x': '{{n}}'\n", "duplicate_key", 3, 3),
+        ("yes: 1\ntrue: 2\n", "duplicate_key", 2, 1),
+        ("1: a\n0x1: b\n", "duplicate_key", 2, 1),
+        ("a: 1\nn: " + "9" * 5000 + "\n", "too_large_number", 2, 4),
     ],
 )
 def test_yaml_errors_name_their_line_and_column(text, code, line, column):
@@ -155,6 +163,7 @@ def test_yaml_errors_name_their_line_and_column(text, code, line, column):
         ('"text"', "not_mapping", 1, 1),
         ('{"a": 1,\n "a": "{{n}}"}', "duplicate_key", 2, 2),
         ('{"a": {"x": 1}, "b": [{"x": 1}, {"x": 2, "y": 3, "x": 4}]}', "duplicate_key", 1, 50),
+        ('{"n": ' + "9" * 5000 + "}", "too_large_number", 1, 7),
     ],
 )
 def test_json_errors_name_their_line_and_column(text, code, line, column):

@@ -147,6 +147,14 @@ def test_tiles_are_kept_while_the_config_does_not_parse(url, admin_user):
     assert "the tiles below are kept as they were until the config parses again" in body
 
 
+def test_a_number_of_thousands_of_digits_in_a_config_is_refused_not_a_500(url, admin_user):
+    for address in (url["parse"], url["save"]):
+        response = as_user(admin_user).post(address, form("n: " + "9" * 5000 + "\n"))
+        assert response.status_code in (200, 400) and "more digits than launchq reads" in response.content.decode()
+    response = as_user(admin_user).post("/teams/ml/queues/new/", {"name": "big", "resource": "kubernetes", "format": "json", "config": '{"n": ' + "9" * 5000 + "}"})
+    assert response.status_code == 400 and not Queue.objects.filter(name="big").exists()
+
+
 def test_macros_are_listed_with_builtins_marked(url, admin_user):
     body = as_user(admin_user).post(url["parse"], form("a: ${run_id}/${MY_BUCKET}\n"), **HX).content.decode()
     assert "${run_id}" in body and "built-in" in body

@@ -56,7 +56,7 @@ def resolve_config(
 ) -> Resolved:
     """Render the queue config with the run's values and fill its macros; take out `builder`."""
     fmt = Format(fmt)
-    parsed = parse_config(text, fmt)
+    parsed = parse_config(text, fmt, strict_keys=False)  # a saved version's text, checked when it was saved
     data, unfilled = render_data(parsed, values, macros=macro_lookup(builtins, environ))
     builder = data.pop("builder", None)
     return Resolved(
