@@ -476,3 +476,12 @@ def test_a_failing_resolver_is_an_error_not_a_500(ask, sagemaker, monkeypatch):
     error = refused(answer(ask, "GetDefaultResourceConfig", entityName="ml", id=config_id))
     assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     assert "secret internals" not in error["message"]
+
+
+def test_push_with_a_value_given_twice_is_refused_and_enqueues_nothing(ask, sagemaker):
+    result = answer(
+        ask, "pushToRunQueueByName", entityName="ml", queueName="sagemaker-queue", runSpec=spec(),
+        templateVariableValues='{"aws_instance": "ml.m4.xlarge", "aws_instance": "ml.p4d.24xlarge"}',
+    )
+    assert "given twice" in refused(result)["message"]
+    assert not Run.objects.exists()

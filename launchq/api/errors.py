@@ -17,6 +17,7 @@ from ninja import NinjaAPI
 from ninja.parser import Parser
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from launchq import strictjson
 from launchq.guardrails import Problem
 from launchq.runs import InvalidTransition
 
@@ -38,16 +39,7 @@ class StrictJsonParser(Parser):
     """ninja's JSON parser, but a key given twice in one object is an error, not "the last one wins"."""
 
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
-        return json.loads(request.body, object_pairs_hook=_refuse_repeated_keys)
-
-
-def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in data:
-            raise ValueError(f"the key {key!r} is given twice in one object")
-        data[key] = value
-    return data
+        return strictjson.loads(request.body)
 
 
 def message_body(code: str, message: str) -> dict[str, Any]:

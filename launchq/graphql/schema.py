@@ -13,6 +13,7 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLSchema, StringValueNode, build_schema, execute, parse, validate
 
+from launchq import strictjson
 from launchq.graphql import resolvers
 from launchq.graphql.resolvers import Context, Refusal
 
@@ -70,7 +71,7 @@ def parse_json(value: Any) -> Any:
     if not isinstance(value, str):
         raise GraphQLError(JSON_NOT_TEXT.format(kind=type(value).__name__))
     try:
-        return json.loads(value)
+        return strictjson.loads(value)
     except ValueError as error:
         raise GraphQLError(JSON_INVALID.format(reason=error)) from None
     except RecursionError:

@@ -11,6 +11,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from launchq import strictjson
 from launchq.api.auth import user_for_token
 from launchq.graphql.resolvers import Context
 from launchq.graphql.schema import run_operation
@@ -45,7 +46,7 @@ def graphql(request: HttpRequest) -> JsonResponse:
         return response
 
     try:
-        body = json.loads(request.body)
+        body = strictjson.loads(request.body)
     except RequestDataTooBig:
         return _errors(413, TOO_BIG, "BAD_REQUEST")
     except (ValueError, RecursionError) as error:
