@@ -311,6 +311,11 @@ class _AsJson(str):
     def of(cls, value: Any) -> Any:
         if isinstance(value, str):
             return value if len(value) <= 60 else value[:40] + "…"
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**40:
+            try:
+                return cls(str(value)[:40] + "…")
+            except ValueError:  # more digits than Python will write out
+                return cls("a number of thousands of digits")
         if isinstance(value, int | float) and not isinstance(value, bool):
             return value
         try:
@@ -354,6 +359,9 @@ def check_value(field_: Field, raw: object) -> Value:
 
     if isinstance(raw, str) and len(raw.strip(_EDGE_SPACE)) > MAX_NUMBER_CHARS:
         raise fail("type", NUMBER_TOO_LONG, bound=MAX_NUMBER_CHARS, length=len(raw.strip(_EDGE_SPACE)), value=raw)
+    if field_.type is FieldType.INTEGER and isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) >= 10**MAX_NUMBER_CHARS:
+        # A JSON number gets the same limit as one written as text (a Float's turns infinite, below).
+        raise fail("type", NUMBER_TOO_LONG, bound=MAX_NUMBER_CHARS, length="more", value=raw)
     number = _number_from(field_.type, raw)
     if isinstance(raw, str) and NON_FINITE_TEXT.match(raw.strip(_EDGE_SPACE)) or isinstance(raw, float) and not math.isfinite(raw):
         raise fail("not_finite", NOT_FINITE, value=str(raw) if isinstance(raw, float) else raw)

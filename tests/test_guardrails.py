@@ -127,6 +127,10 @@ def test_a_number_of_thousands_of_digits_is_refused_for_its_length_without_echoi
     with pytest.raises(GuardrailError) as refused:
         check_value(INSTANCE, "ml." + "x" * 500)
     assert len(refused.value.problems[0].message) < 200
+    for number in (10**200, -(10**3000), 10**5000):  # as JSON numbers (or from Python)
+        with pytest.raises(GuardrailError) as refused:
+            check_value(Field("n", FieldType.INTEGER), number)
+        assert refused.value.problems[0].code == "type" and len(refused.value.problems[0].message) < 200
 
 
 @pytest.mark.parametrize("raw", [float("inf"), float("-inf"), float("nan"), "inf", "NaN"])
