@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from django.utils import timezone
 from django.test import Client
 
 from launchq.models import ApiToken, hash_token
@@ -52,6 +53,31 @@ def test_a_new_token_is_shown_once_and_stored_hashed(client, member_user):
     later = client.get("/account/tokens/").content.decode()
     assert plaintext not in later
     assert "laptop CLI" in later and f"{token.prefix}…" in later
+
+
+def test_a_new_token_page_is_not_cached_and_tokens_made_in_two_tabs_are_both_shown(client, member_user):
+    client.force_login(member_user)
+    client.post("/account/tokens/new/", {"name": "first tab"})
+    client.post("/account/tokens/new/", {"name": "second tab"})
+    response = client.get("/account/tokens/")
+    assert "no-store" in response["Cache-Control"]
+    shown = TOKEN_TEXT.findall(response.content.decode())
+    digests = set(ApiToken.objects.values_list("digest", flat=True))
+    assert len(set(shown)) == 2 and {hash_token(t) for t in shown} == digests
+
+
+def test_a_new_token_revoked_or_left_unseen_too_long_is_not_shown(client, member_user, monkeypatch):
+    import time as clock
+
+    client.force_login(member_user)
+    client.post("/account/tokens/new/", {"name": "revoked at once"})
+    ApiToken.objects.update(revoked_at=timezone.now())
+    assert not TOKEN_TEXT.search(client.get("/account/tokens/").content.decode())
+
+    client.post("/account/tokens/new/", {"name": "left unseen"})
+    later = clock.time() + 601
+    monkeypatch.setattr("launchq.views.tokens.time.time", lambda: later)
+    assert not TOKEN_TEXT.search(client.get("/account/tokens/").content.decode())
 
 
 def test_the_form_address_opened_directly_leads_to_the_list(client, member_user):

@@ -18,6 +18,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.timesince import timesince
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from launchq.access import membership_for, require_admin
@@ -65,6 +66,7 @@ def agents_home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
+@never_cache  # the page may show a new agent's token
 def agent_list(request: HttpRequest, team: str) -> HttpResponse:
     membership = membership_for(request.user, team)
     form = AgentForm(team=membership.team) if membership.is_admin else None

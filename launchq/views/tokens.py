@@ -7,6 +7,7 @@ is stored, so it can never be shown again.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from django import forms
@@ -17,12 +18,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from launchq.models import ApiToken
 
 CLI_SOURCE = Path(__file__).resolve().parent.parent / "cli.py"
-NEW_TOKEN_KEY = "new-api-token"
+NEW_TOKENS_KEY = "new-api-tokens"
+SHOW_NEW_TOKEN_FOR = 600  # seconds
 NAME_TAKEN = "You already have an active token named {name!r}; pick another name or revoke that one first."
 
 
@@ -46,13 +49,15 @@ class TokenForm(forms.Form):
 
 @login_required
 @require_GET
+@never_cache  # the page may show a new token: no browser or proxy keeps a copy
 def token_list(request: HttpRequest) -> HttpResponse:
-    issued = request.session.pop(NEW_TOKEN_KEY, None)
-    if issued:
-        token = ApiToken.objects.filter(pk=issued["pk"], user=request.user).first()
-        if token is not None:
-            return _render(request, TokenForm(user=request.user), new_token=token, plaintext=issued["plaintext"])
-    return _render(request, TokenForm(user=request.user))
+    pending = request.session.pop(NEW_TOKENS_KEY, [])
+    fresh_since = time.time() - SHOW_NEW_TOKEN_FOR
+    shown = {t.pk: t for t in ApiToken.objects.active().filter(user=request.user, pk__in=[p["pk"] for p in pending])}
+    new_tokens = [
+        {"token": shown[p["pk"]], "plaintext": p["plaintext"]} for p in reversed(pending) if p["pk"] in shown and p["at"] >= fresh_since
+    ]
+    return _render(request, TokenForm(user=request.user), new_tokens=new_tokens)
 
 
 @login_required
@@ -64,8 +69,10 @@ def token_create(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _render(request, form, status=400)
     token, plaintext = ApiToken.issue(request.user, form.cleaned_data["name"])
-    # Post/redirect/get: a reload shows the list, and never makes a second token.
-    request.session[NEW_TOKEN_KEY] = {"pk": token.pk, "plaintext": plaintext}
+    # Post/redirect/get: a reload shows the list, and never makes a second token. The plaintext waits in
+    # the session for that one page view (tokens made in two tabs both wait), and for a few minutes at most.
+    pending = [p for p in request.session.get(NEW_TOKENS_KEY, []) if p["at"] >= time.time() - SHOW_NEW_TOKEN_FOR]
+    request.session[NEW_TOKENS_KEY] = [*pending, {"pk": token.pk, "plaintext": plaintext, "at": time.time()}]
     return redirect("launchq:token_list")
 
 
