@@ -23,7 +23,7 @@ class ReadableRefusals:
         if response.status_code not in (404, 405):
             return response
         allowed = response.get("Allow", "")
-        if request.path.startswith("/api/"):
+        if request.path_info.startswith("/api/"):
             if response.get("Content-Type", "").startswith("application/json"):
                 return response
             if response.status_code == 404:

@@ -57,9 +57,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "launchq.middleware.ReadableRefusals",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "launchq.middleware.ReadableRefusals",  # inside the others, so the answers it makes get their headers
 ]
 
 ROOT_URLCONF = "launchq.urls"

@@ -36,5 +36,5 @@ def test_not_found_and_not_allowed_are_pages_of_the_app(client, member_user):
 def test_opening_a_form_only_address_gets_a_page_not_a_blank(client, member_user, team):
     client.force_login(member_user)
     response = client.get("/teams/ml/runs/abc/cancel/")
-    assert response.status_code == 405 and response["Allow"] == "POST"
+    assert response.status_code == 405 and response["Allow"] == "POST" and response["X-Frame-Options"] == "DENY"
     assert "<h1>Not a page</h1>" in response.content.decode()

@@ -461,6 +461,8 @@ def test_nobody_launches_on_a_new_queue_until_its_fields_are_saved(admin_user, m
     assert "an admin has not saved its template fields&#x27; guardrails yet" in response.content.decode()
     runs_tab = member.get("/teams/ml/queues/drafted/runs/").content.decode()
     assert "Not ready for launches yet." in runs_tab and "Launch the first one" not in runs_tab and "No agent is online" not in runs_tab
+    preview = member.post("/teams/ml/queues/drafted/launch/preview/", launch, HTTP_HX_REQUEST="true").content.decode()
+    assert "is not ready: an admin has not saved its template fields" in preview
     launch_page = member.get("/launch/").content.decode()
     assert "not ready" in launch_page and 'aria-label="Launch on drafted"' not in launch_page
     member_config = member.get("/teams/ml/queues/drafted/config/").content.decode()

@@ -19,7 +19,7 @@ from launchq.forms import LAUNCH_INPUTS, VALUE_PREFIX, LaunchPost, value_inputs
 from launchq.guardrails import Problem, check_values
 from launchq.macros import MACRO
 from launchq.models import IN_FLIGHT, Membership, Priority, Queue, Run, RunState
-from launchq.runs import InvalidTransition, LaunchRefused, cancel, check_launch, launch_run
+from launchq.runs import NO_CONFIG, NOT_READY, InvalidTransition, LaunchRefused, cancel, check_launch, launch_run
 from launchq.templating import ConfigError, RenderedText, render_text
 
 RUNS_PER_PAGE = 50
@@ -189,8 +189,9 @@ def _preview(queue: Queue, post: LaunchPost) -> dict:
     values alone decide whether there is a config to show.
     """
     version = queue.current_version
-    if version is None:
-        return _problems_preview([Problem("", "no_config", f"Queue {queue.name} has no saved config yet.")], set())
+    if version is None or not queue.ready:
+        message = NOT_READY if queue.draft_text else NO_CONFIG
+        return _problems_preview([Problem("", "no_config", message.format(queue=queue.name))], set())
     names = {f.name for f in version.definitions}
     if post.repeated:
         return _problems_preview(post.repeat_problems(), names)
