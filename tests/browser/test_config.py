@@ -138,18 +138,23 @@ def test_controls_swapped_in_by_htmx_answer_at_once(page, live_server, demo):
 
 
 def test_tiles_cannot_be_changed_while_a_parse_is_on_its_way(page, live_server, demo):
-    """A change made to a tile while Parse is in flight would be overwritten by its answer; the tiles wait instead."""
+    """A change made to a tile while Parse is in flight would be overwritten by its answer, and a Save pressed then
+    would post no tiles (disabled inputs are not sent); the tiles and both buttons wait instead."""
     field = Field("aws_instance", allowed=("ml.m4.xlarge",))
     save_config(demo, None, BEFORE.replace("ml.m4.xlarge", '"{{aws_instance}}"'), "yaml", {"aws_instance": field}, 2)
     open_config_tab(page, live_server, "admin")
     seen = {}
 
     def hold(route):
-        seen["disabled"] = page.evaluate("document.querySelector('#tile-aws_instance').disabled")
+        seen["disabled"] = page.evaluate(
+            """() => [document.querySelector('#tile-aws_instance').disabled,
+                      ...[...document.querySelectorAll('#config-form .editor-actions button, #config-form .save-bar button')].map(b => b.disabled)]"""
+        )
         route.continue_()
 
     page.route("**/config/parse/", hold)
     with page.expect_response("**/config/parse/"):
         page.get_by_role("button", name="Parse configuration").click()
     expect(page.locator("#tile-aws_instance")).to_be_enabled()
-    assert seen == {"disabled": True}
+    expect(page.get_by_role("button", name="Save config")).to_be_enabled()
+    assert seen == {"disabled": [True, True, True]}  # the tiles, Parse configuration and Save config
