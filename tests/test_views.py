@@ -449,6 +449,7 @@ def test_a_new_queue_with_fields_opens_as_a_draft_to_review(admin_user, team):
         body = client.get("/teams/ml/queues/drafted/config/").content.decode()
         assert 'id="tile-n"' in body and "{{n}}" in body and "Not ready for launches yet." in body
         assert '<input type="hidden" name="base_version" value="">' in body
+        assert "No version saved yet: Save config saves version 1." in body
 
 
 def test_nobody_launches_on_a_new_queue_until_its_fields_are_saved(admin_user, member_user, team):
