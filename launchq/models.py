@@ -89,10 +89,10 @@ class Queue(models.Model):
     # A queue created with template fields keeps its config here until an admin saves the
     # fields' guardrails; nobody can launch on it meanwhile.
     draft_text = models.TextField(blank=True, help_text="Config text waiting for its first Save config.")
+    draft_format = models.CharField(max_length=8, blank=True)
     default_job = models.JSONField(
         default=dict, blank=True, help_text="The job a launch that names none runs: {command, source_dir, image}."
     )
-    draft_format = models.CharField(max_length=8, blank=True)
 
     class Meta:
         ordering = ["team__slug", "name"]

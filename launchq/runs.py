@@ -128,11 +128,7 @@ def check_launch(
     job_obj = job if isinstance(job, Job) else Job.from_dict(job)
     if job_obj == Job() and queue.default_job:  # a launch that names no job runs the queue's default one
         job_obj = Job.from_dict(queue.default_job)
-    texts = {"project": project if isinstance(project, str) else "", "name": name or "", **{k: getattr(job_obj, k) for k in ("command", "source_dir", "image")}}
-    for key, text in texts.items():
-        bad = CONTROL_CHARACTER.search(text)
-        if bad:
-            problems.append(Problem(key, "invalid_character", CONTROL.format(field=key.replace("_", " "), code=ord(bad.group())), value=text))
+    problems.extend(_control_problems({"project": project if isinstance(project, str) else "", "name": name or "", **job_obj.to_dict()}))
     if problems:
         raise LaunchRefused(problems)
 
@@ -278,8 +274,13 @@ def check_default_job(resource: str, job: Mapping[str, Any]) -> list[Problem]:
     job_obj = Job.from_dict(job)
     if job_obj == Job():
         return []
-    problems = _job_problems(Queue(resource=resource), job_obj)
-    for key, text in (("command", job_obj.command), ("source_dir", job_obj.source_dir), ("image", job_obj.image)):
+    return _job_problems(Queue(resource=resource), job_obj) + _control_problems(job_obj.to_dict())
+
+
+def _control_problems(texts: Mapping[str, str]) -> list[Problem]:
+    """A control character in any of these inputs, named by the input."""
+    problems = []
+    for key, text in texts.items():
         bad = CONTROL_CHARACTER.search(text)
         if bad:
             problems.append(Problem(key, "invalid_character", CONTROL.format(field=key.replace("_", " "), code=ord(bad.group())), value=text))

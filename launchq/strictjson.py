@@ -11,7 +11,17 @@ from typing import Any
 
 
 def loads(text: str | bytes) -> Any:
-    return json.loads(text, object_pairs_hook=_refuse_repeated_keys)
+    try:
+        return json.loads(text, object_pairs_hook=_refuse_repeated_keys)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as error:
+        if "int_max_str_digits" in str(error):  # Python's guard against numbers of thousands of digits
+            raise ValueError(HUGE_NUMBER) from None
+        raise
+
+
+HUGE_NUMBER = "a number in it has more digits than any value accepts"
 
 
 def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

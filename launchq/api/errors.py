@@ -61,8 +61,6 @@ def install(api: NinjaAPI) -> None:
         cause = exc.__cause__
         if exc.status_code == 400 and isinstance(cause, ValueError):  # ninja could not parse the body
             reason = cause.msg if isinstance(cause, json.JSONDecodeError) else str(cause)
-            if "int_max_str_digits" in reason:  # Python's guard against numbers of thousands of digits
-                reason = "a number in it has more digits than any value accepts"
             return api.create_response(request, message_body("invalid_json", NOT_JSON.format(reason=reason)), status=400)
         status = exc.status_code
         return api.create_response(request, message_body(_CODES.get(status, "error"), str(exc)), status=status)

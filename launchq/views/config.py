@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from functools import cached_property
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -91,7 +92,7 @@ def config_save(request: HttpRequest, team: str, queue: str) -> HttpResponse:
     current = queue_obj.current_version
     state = _EditorState.from_post(post, current)
     definitions, problems = state.check_tiles()
-    if not post.text.strip() and current is not None and current.text.strip():
+    if _would_wipe(post.text, current):
         state.config_error = ConfigError("empty", EMPTY_SAVE)
     if state.config_error or problems or state.unreviewed:
         state.refused = True
@@ -211,12 +212,9 @@ class _EditorState:
     def _guess_from_replaced(self, tile: Tile) -> None:
         """A new field that took the place of a number starts as an Integer or Float with that number as default."""
         whole = [o for o in tile.occurrences if o.whole]
-        if not whole or self.base is None or not self.base.text.strip():
+        if not whole or self._base_parsed is None:
             return
-        try:
-            replaced = self.base.parsed().get(whole[0].path)
-        except ConfigError:
-            return
+        replaced = self._base_parsed.get(whole[0].path)
         if isinstance(replaced, bool) or not isinstance(replaced, int | float):
             return
         if isinstance(replaced, float) and not math.isfinite(replaced):
@@ -230,6 +228,16 @@ class _EditorState:
         for tile in self.tiles.values():
             tile.problems = [p for p in problems if p.field == tile.name]
         return definitions, problems
+
+    @cached_property
+    def _base_parsed(self) -> ParsedConfig | None:
+        """The version the editor started from, parsed once for all the new tiles' guesses."""
+        if self.base is None or not self.base.text.strip():
+            return None
+        try:
+            return self.base.parsed()
+        except ConfigError:
+            return None
 
     @property
     def refusals(self) -> list[dict]:
@@ -248,6 +256,11 @@ class _EditorState:
     def macros(self) -> list[dict]:
         names = self.parsed.macros if self.parsed else ()
         return [{"name": n, "builtin": n in BUILTIN_MACROS, "meaning": BUILTIN_MACROS.get(n, "")} for n in names]
+
+
+def _would_wipe(text: str, current: ConfigVersion | None) -> bool:
+    """Whether saving `text` would replace a config with nothing (refused: write {} to mean that)."""
+    return not text.strip() and current is not None and bool(current.text.strip())
 
 
 def _reset_for_type(tile: Tile, shown_type: str) -> None:
@@ -294,8 +307,7 @@ def config_restore(request: HttpRequest, team: str, queue: str, number: int) -> 
         base = int(request.POST.get("base_version", ""))
     except ValueError:
         base = None
-    current = queue_obj.current_version
-    if not version.text.strip() and current is not None and current.text.strip():
+    if _would_wipe(version.text, queue_obj.current_version):
         messages.error(request, f"Version {number} is empty; restoring it would wipe the queue's config. {EMPTY_SAVE}")
         return redirect("launchq:config_version", team, queue, number)
     definitions = {f.name: f for f in version.definitions}

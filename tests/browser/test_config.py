@@ -44,6 +44,14 @@ def open_config_tab(page, live_server, username: str) -> None:
     page.wait_for_load_state("load")  # htmx is wired up (before that, buttons post their plain forms)
 
 
+def parse_with_gpus_field(page):
+    """Turn InstanceCount into the template field `gpus`, parse, and return its tile."""
+    editor = page.get_by_label("Queue config")
+    editor.fill(editor.input_value().replace("InstanceCount: 1", "InstanceCount: {{gpus}}"))
+    page.get_by_role("button", name="Parse configuration").click()
+    return page.locator("#tile-gpus")
+
+
 def test_the_source_documents_example_end_to_end(page, live_server, demo, artifacts):
     open_config_tab(page, live_server, "admin")
     page.evaluate("window.__same_page = true")
@@ -80,10 +88,7 @@ def test_the_source_documents_example_end_to_end(page, live_server, demo, artifa
 
 def test_type_switches_swap_the_constraint_form_and_errors_show_next_to_inputs(page, live_server, demo):
     open_config_tab(page, live_server, "admin")
-    editor = page.get_by_label("Queue config")
-    editor.fill(editor.input_value().replace("InstanceCount: 1", "InstanceCount: {{gpus}}"))
-    page.get_by_role("button", name="Parse configuration").click()
-    tile = page.locator("#tile-gpus")
+    tile = parse_with_gpus_field(page)
     tile.get_by_label("Type").select_option(label="Integer")
     expect(tile.get_by_label("Minimum")).to_be_visible()
     expect(tile.get_by_label("Allowed values")).to_have_count(0)
@@ -128,10 +133,7 @@ def test_controls_swapped_in_by_htmx_answer_at_once(page, live_server, demo):
         });
     }"""
     )
-    editor = page.get_by_label("Queue config")
-    editor.fill(editor.input_value().replace("InstanceCount: 1", "InstanceCount: {{gpus}}"))
-    page.get_by_role("button", name="Parse configuration").click()
-    tile = page.locator("#tile-gpus")
+    tile = parse_with_gpus_field(page)
     tile.get_by_label("Type").select_option(label="Float")
     expect(tile.get_by_label("Minimum")).to_be_visible()
     assert page.evaluate("window.__late") == 0
