@@ -27,6 +27,7 @@ import json
 import os
 import sys
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Callable, Sequence
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode, urlsplit
@@ -449,11 +450,29 @@ def _seg(text: str) -> str:
 
 
 def _show(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value)
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else plain_number(value)
 
 
 def _values(values: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in values.items())
+    return " ".join(f"{k}={plain_number(v)}" for k, v in values.items())
+
+
+def plain_number(value: Any) -> str:
+    """A number as people write it: 0.00001, not 1e-05.
+
+    This file runs on its own, so it carries its own copy of `launchq.numbers.plain_number`
+    (tests/test_numbers.py checks that the two agree).
+    """
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    text = repr(value)
+    if "e" not in text:
+        return text
+    written = format(Decimal(text), "f")
+    if len(written.lstrip("-")) <= 24:
+        return written
+    mantissa, exponent = text.split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def _when(text: str | None) -> str:

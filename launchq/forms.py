@@ -15,6 +15,7 @@ from django.http import QueryDict
 
 from launchq.guardrails import MAX_TEXT_LENGTH, Field, FieldType, GuardrailError, Problem, define_field
 from launchq.models import Queue, Resource, name_validator
+from launchq.numbers import plain_number
 from launchq.templating import Format, Occurrence
 
 ALREADY_ALLOWED = "{value!r} is already an allowed value."
@@ -44,7 +45,7 @@ class Tile:
     @classmethod
     def from_field(cls, f: Field, **kw) -> Tile:
         def text(v) -> str:
-            return "" if v is None else str(v)
+            return "" if v is None else plain_number(v)
 
         return cls(
             name=f.name,
@@ -352,14 +353,15 @@ class ValueInput:
     def rule(self) -> str:
         """The guardrails in words: `Whole number from 1 to 8 · default 2`."""
         f = self.field
+        low, high = plain_number(f.minimum), plain_number(f.maximum)
         if f.is_number:
             kind = "Whole number" if f.type is FieldType.INTEGER else "Number"
             if f.minimum is not None and f.maximum is not None:
-                text = f"{kind} from {f.minimum} to {f.maximum}"
+                text = f"{kind} from {low} to {high}"
             elif f.minimum is not None:
-                text = f"{kind}, at least {f.minimum}"
+                text = f"{kind}, at least {low}"
             elif f.maximum is not None:
-                text = f"{kind}, at most {f.maximum}"
+                text = f"{kind}, at most {high}"
             else:
                 text = kind
         elif f.allowed:
@@ -371,7 +373,7 @@ class ValueInput:
             if f.max_length:
                 parts.append(f"at most {f.max_length} characters")
             text = ", ".join(parts)
-        return text + (" · required" if f.required else f" · default {f.default}")
+        return text + (" · required" if f.required else f" · default {plain_number(f.default)}")
 
 
 # A field's pattern is a Python regular expression; the browser reads `pattern` as JavaScript with the `v`
@@ -476,6 +478,6 @@ def value_inputs(fields: list[Field], values: dict[str, str], errors: dict[str, 
     for f in fields:
         shown = values.get(f.name)
         if shown is None:
-            shown = "" if f.default is None else str(f.default)
+            shown = "" if f.default is None else plain_number(f.default)
         inputs.append(ValueInput(f, shown, errors.get(VALUE_PREFIX + f.name, [])))
     return inputs

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from launchq.numbers import plain_number
+
 MAX_TEXT_LENGTH = 4096
 MAX_NUMBER_CHARS = 64
 MAX_ALLOWED_VALUES = 200
@@ -176,7 +178,8 @@ def define_field(
     problems: list[Problem] = []
 
     def problem(attribute: str, code: str, message: str, **kw: Any) -> None:
-        problems.append(Problem(name, code, message.format(attribute=attribute, **kw), kw.get("bound"), kw.get("value"), attribute))
+        shown = {k: plain_number(v) if isinstance(v, float) else v for k, v in kw.items()}
+        problems.append(Problem(name, code, message.format(attribute=attribute, **shown), kw.get("bound"), kw.get("value"), attribute))
 
     try:
         field_type = FieldType(type)
@@ -316,7 +319,9 @@ class _AsJson(str):
                 return cls(str(value)[:40] + "…")
             except ValueError:  # more digits than Python will write out
                 return cls("a number of thousands of digits")
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, float):
+            return cls(plain_number(value))
+        if isinstance(value, int) and not isinstance(value, bool):
             return value
         try:
             text = json.dumps(value, ensure_ascii=False, default=str)
@@ -334,7 +339,9 @@ def check_value(field_: Field, raw: object) -> Value:
     name = field_.name
 
     def fail(code: str, message: str, **kw: Any) -> GuardrailError:
-        shown = {**kw, "value": _AsJson.of(kw["value"])} if "value" in kw else kw
+        shown = {k: plain_number(v) if isinstance(v, float) else v for k, v in kw.items()}
+        if "value" in kw:
+            shown["value"] = _AsJson.of(kw["value"])
         return GuardrailError([Problem(name, code, message.format(field=name, **shown), kw.get("bound"), kw.get("value"))])
 
     if raw is None or (isinstance(raw, str) and not raw.strip(_EDGE_SPACE)):

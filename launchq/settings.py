@@ -76,6 +76,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            "builtins": ["launchq.templatetags.numbers"],  # {{ value|plain }} on every page
         },
     },
 ]

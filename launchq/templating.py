@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from launchq.macros import MACRO, Lookup, fill_macros
+from launchq.numbers import plain_number
 
 try:
     _Loader = yaml.CSafeLoader
@@ -323,8 +324,8 @@ def dump_data(data: Any, fmt: Format | str) -> str:
 
 
 def as_text(value: Any) -> str:
-    """A value as it reads inside longer text: `2`, `0.5`, `ml.m4.xlarge`."""
-    return str(value)
+    """A value as it reads inside longer text: `2`, `0.5`, `0.00001`, `ml.m4.xlarge`."""
+    return plain_number(value)
 
 
 # --- reading -----------------------------------------------------------------

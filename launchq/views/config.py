@@ -18,6 +18,7 @@ from launchq.forms import ConfigPost, Tile
 from launchq.guardrails import FieldType
 from launchq.macros import BUILTIN_MACROS
 from launchq.models import ConfigVersion, Run
+from launchq.numbers import plain_number
 from launchq.templating import ConfigError, ParsedConfig, parse_config
 
 EMPTY_SAVE = (
@@ -220,8 +221,7 @@ class _EditorState:
         if isinstance(replaced, float) and not math.isfinite(replaced):
             return
         tile.type = FieldType.INTEGER.value if isinstance(replaced, int) else FieldType.FLOAT.value
-        tile.default = str(replaced)
-        tile.guessed_from = str(replaced)
+        tile.default = tile.guessed_from = plain_number(replaced)
 
     def check_tiles(self):
         definitions, problems = check_definitions(t for t in self.tiles.values())

@@ -19,6 +19,7 @@ from launchq.forms import LAUNCH_INPUTS, VALUE_PREFIX, LaunchPost, value_inputs
 from launchq.guardrails import Problem, check_values
 from launchq.macros import MACRO
 from launchq.models import IN_FLIGHT, Membership, Priority, Queue, Run, RunState
+from launchq.numbers import plain_number
 from launchq.runs import NO_CONFIG, NOT_READY, InvalidTransition, LaunchRefused, cancel, check_launch, launch_run
 from launchq.templating import ConfigError, RenderedText, render_text
 
@@ -144,7 +145,7 @@ def _initial(request: HttpRequest, queue: Queue) -> LaunchPost:
             source_dir=job.get("source_dir", ""),
             image=job.get("image", ""),
             priority=Priority(run.priority).label,
-            values={k: "" if v is None else str(v) for k, v in run.values.items() if k in names},
+            values={k: "" if v is None else plain_number(v) for k, v in run.values.items() if k in names},
         )
     projects = list(queue.team.projects.values_list("name", flat=True))
     last = queue.runs.filter(launched_by=request.user).select_related("project").order_by("-created_at").first()
@@ -334,7 +335,7 @@ def _cli_command(run: Run) -> str:
     """The launchq CLI command that launches the same run again (see the API tokens page for the CLI)."""
     words = ["python3", "launchq-cli.py", "launch", f"{run.queue.team.slug}/{run.queue.name}", "--project", run.project.name]
     for name, value in run.values.items():
-        words += ["--set-var", f"{name}={value}"]
+        words += ["--set-var", f"{name}={plain_number(value)}"]
     job = run.job or {}
     for key, flag in (("image", "--image"), ("command", "--command"), ("source_dir", "--source-dir")):
         if job.get(key):
