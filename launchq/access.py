@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from launchq.models import Membership, Queue, Role, Team
+from launchq.models import Membership, Queue, Role, Run, Team
 
 
 def membership_for(user, team_slug: str) -> Membership:
@@ -33,6 +33,11 @@ def queue_for(user, team_slug: str, queue_name: str) -> tuple[Queue, Membership]
 def require_admin(membership: Membership) -> None:
     if membership.role != Role.ADMIN:
         raise PermissionDenied("Only the team's admins may do this.")
+
+
+def may_cancel(run: Run, membership: Membership, user) -> bool:
+    """Who may cancel a run (on every path): a team admin, or the member who launched it."""
+    return membership.is_admin or (run.launched_by_id is not None and run.launched_by_id == user.pk)
 
 
 def teams_of(user) -> list[Team]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,49 @@ def outsider(make_user, make_team, join):
     user = make_user("oscar")
     join(user, make_team("other"), "admin")
     return user
+
+
+@pytest.fixture
+def wandb_environment(live_server, tmp_path):
+    """The environment of a real `wandb` client process, kept to itself.
+
+    `wandb_environment(api_key, name)` gives the process its own home, config,
+    cache, data and temp directories under the test's tmp_path, and only the
+    live server on 127.0.0.1 to talk to (the machine has no internet: nothing
+    waits on it).
+    """
+
+    def make(api_key: str, name: str = "home") -> dict[str, str]:
+        home = tmp_path / name
+        dirs = {key: home / key for key in ("wandb", "config", "cache", "data", "tmp")}
+        for path in dirs.values():
+            path.mkdir(parents=True, exist_ok=True)
+        return {
+            "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+            "HOME": str(home),
+            "TMPDIR": str(dirs["tmp"]),  # the client writes debug-cli.<user>.log here
+            "LANG": "C.UTF-8",
+            "WANDB_BASE_URL": f"http://127.0.0.1:{live_server.thread.port}",
+            "WANDB_API_KEY": api_key,
+            "WANDB_DIR": str(dirs["wandb"]),
+            "WANDB_CONFIG_DIR": str(dirs["config"]),
+            "WANDB_CACHE_DIR": str(dirs["cache"]),
+            "WANDB_DATA_DIR": str(dirs["data"]),
+            "WANDB_SILENT": "true",
+            "WANDB_ERROR_REPORTING": "false",
+            "WANDB_DISABLE_GIT": "true",
+            "WANDB_DISABLE_CODE": "true",
+            "WANDB_X_DISABLE_UPDATE_CHECK": "true",
+            "WANDB_X_DISABLE_STATS": "true",
+            "WANDB_X_DISABLE_MACHINE_INFO": "true",
+            "WANDB_HTTP_TIMEOUT": "30",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            "PYTHONNOUSERSITE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    return make
 
 
 @pytest.fixture

@@ -413,8 +413,8 @@ def test_api_tokens_are_accepted_by_the_wandb_client_key_check(member_user):
 @pytest.mark.parametrize(
     "query",
     [
-        'mutation { popFromRunQueue(input: {entityName: "ml", projectName: "p", queueName: "q"}) { runQueueItemId } }',
-        'query RunState { project(name: "proj", entityName: "ml") { run(name: "x") { state } } }',
+        'query Runs { project(name: "proj", entityName: "ml") { runs(first: 5) { edges { node { name } } } } }',
+        'mutation { createArtifact(input: {artifactTypeName: "model"}) { artifact { id } } }',
         "query { models { edges { node { name } } } }",
     ],
 )
@@ -485,3 +485,114 @@ def test_push_with_a_value_given_twice_is_refused_and_enqueues_nothing(ask, sage
     )
     assert "given twice" in refused(result)["message"]
     assert not Run.objects.exists()
+
+
+# --- waiting on runs: QueuedRun, api.queued_run, api.run_queue(...).items ------------------
+
+ITEM = """query GetRunQueueItem($projectName: String!, $entityName: String!, $runQueue: String!, $itemId: ID!) {
+  project(name: $projectName, entityName: $entityName) { runQueue(name: $runQueue) { runQueueItem(id: $itemId) { id state associatedRunId } } }
+}"""
+ITEMS = """query GetRunQueueItems($projectName: String!, $entityName: String!, $runQueue: String!) {
+  project(name: $projectName, entityName: $entityName) { runQueue(name: $runQueue) { runQueueItems(first: 100) { edges { node { id } } } } }
+}"""
+RUN = """query Run($project: String!, $entity: String!, $name: String!) {
+  project(name: $project, entityName: $entity) { run(name: $name) { id name displayName state config projectId user { username } } }
+}"""
+DELETE = """mutation DeleteFromRunQueue($queueID: ID!, $runQueueItemId: ID!) {
+  deleteFromRunQueue(input: {queueID: $queueID, runQueueItemId: $runQueueItemId}) { success clientMutationId }
+}"""
+
+
+def run_on(queue, user, **values):
+    from launchq.runs import launch_run
+
+    job = {"image": "python:3.11"} if queue.runs_in_containers else {"command": "python train.py"}
+    return launch_run(queue, user, values or {"gpus": 2}, project="proj", job=job)
+
+
+def item(ask, queue, run_id, project="model-registry"):
+    variables = {"projectName": project, "entityName": "ml", "runQueue": queue.name, "itemId": run_id}
+    return ask({"query": ITEM, "variables": variables, "operationName": ""})[1]
+
+
+def test_run_queue_item_follows_the_run_and_names_its_run_once_taken(ask, proc, member_user, team, admin_user):
+    from launchq.models import Agent
+    from launchq.queueing import pop, report_state
+
+    run = run_on(proc, member_user)
+    node = item(ask, proc, run.run_id)["data"]["project"]["runQueue"]["runQueueItem"]
+    assert node == {"id": run.run_id, "state": "PENDING", "associatedRunId": None}
+    agent, _ = Agent.issue(team, "box", created_by=admin_user)
+    agent.queues.add(proc)
+    pop(agent)
+    report_state(agent, run.run_id, "running")
+    node = item(ask, proc, run.run_id, project=None)["data"]["project"]["runQueue"]["runQueueItem"]  # the client may send null
+    assert node == {"id": run.run_id, "state": "RUNNING", "associatedRunId": run.run_id}
+    found = ask({"query": RUN, "variables": {"project": "proj", "entity": "ml", "name": run.run_id}, "operationName": ""})[1]
+    assert found["data"]["project"]["run"] == {
+        "id": found["data"]["project"]["run"]["id"], "name": run.run_id, "displayName": run.name, "state": "running",
+        "config": json.dumps({"gpus": {"value": 2, "desc": None}, "lr": {"value": 0.1, "desc": None}}),
+        "projectId": run.project_id, "user": {"username": "max"},
+    }
+
+
+def test_unknown_run_queue_item_and_run_are_null(ask, proc):
+    assert item(ask, proc, "nope")["data"]["project"]["runQueue"]["runQueueItem"] is None
+    found = ask({"query": RUN, "variables": {"project": "proj", "entity": "ml", "name": "nope"}, "operationName": ""})[1]
+    assert found == {"data": {"project": {"run": None}}}
+
+
+def test_run_queue_items_are_the_queue_runs_newest_first(ask, proc, sagemaker, member_user):
+    runs = [run_on(proc, member_user) for _ in range(3)]
+    run_on(sagemaker, member_user, aws_instance="ml.m4.xlarge")  # another queue's run is not listed
+    variables = {"projectName": "model-registry", "entityName": "ml", "runQueue": "proc-queue"}
+    edges = ask({"query": ITEMS, "variables": variables, "operationName": ""})[1]["data"]["project"]["runQueue"]["runQueueItems"]["edges"]
+    assert [e["node"]["id"] for e in edges] == [r.run_id for r in reversed(runs)]
+
+
+def test_outsiders_cannot_read_a_team_run(ask, proc, member_user, outsider):
+    run = run_on(proc, member_user)
+    token = ApiToken.issue(outsider, "x")[1]
+    status, result = ask({"query": RUN, "variables": {"project": "proj", "entity": "ml", "name": run.run_id}, "operationName": ""}, auth=basic(token))
+    assert status == 200 and refused(result)["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_a_cancelled_run_reads_failed_as_a_run_so_waiting_scripts_return(ask, proc, member_user):
+    from launchq.runs import cancel
+
+    run = cancel(run_on(proc, member_user), member_user)
+    assert item(ask, proc, run.run_id)["data"]["project"]["runQueue"]["runQueueItem"]["state"] == "CANCELLED"
+    found = ask({"query": RUN, "variables": {"project": "x", "entity": "ml", "name": run.run_id}, "operationName": ""})[1]
+    assert found["data"]["project"]["run"]["state"] == "failed"
+
+
+@pytest.mark.parametrize(("who", "take", "code"), [("admin", False, None), ("admin", True, "NOT_PENDING"), ("other", False, "FORBIDDEN")])
+def test_delete_from_run_queue_cancels_a_pending_run_under_the_cancel_rule(ask, proc, member_user, admin_user, team, who, take, code):
+    from launchq.graphql.resolvers import global_id
+    from launchq.models import Agent
+    from launchq.queueing import pop
+
+    run = run_on(proc, member_user if who == "admin" else admin_user)
+    if take:
+        agent, _ = Agent.issue(team, "box", created_by=admin_user)
+        agent.queues.add(proc)
+        pop(agent)
+    variables = {"queueID": global_id("RunQueue", proc.pk), "runQueueItemId": run.run_id}
+    result = ask({"query": DELETE, "variables": variables, "operationName": ""})[1]
+    run.refresh_from_db()
+    if code is None:
+        assert result == {"data": {"deleteFromRunQueue": {"success": True, "clientMutationId": None}}}
+        assert run.state == RunState.CANCELLED
+    else:
+        assert refused(result)["extensions"]["code"] == code
+        assert run.state == (RunState.LEASED if take else RunState.PENDING)
+
+
+def test_get_viewer_has_the_user_fragment(ask, member_user, token):
+    from wandb.apis._generated import GET_VIEWER_GQL, GetViewer
+
+    status, result = ask({"query": GET_VIEWER_GQL, "operationName": "GetViewer"})
+    viewer = GetViewer.model_validate(result["data"]).viewer  # the client's own parser
+    assert (viewer.username, viewer.entity, viewer.name) == ("max", "ml", "max")
+    assert [edge.node.name for edge in viewer.api_keys.edges] == ["wandb"]
+    assert token not in json.dumps(result)  # names and first characters only

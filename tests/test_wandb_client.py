@@ -64,31 +64,8 @@ def token(member_user) -> str:
 
 
 @pytest.fixture
-def wandb_env(live_server, tmp_path, token):
-    home = tmp_path / "home"
-    dirs = {name: home / name for name in ("wandb", "config", "cache", "data", "tmp")}
-    for path in dirs.values():
-        path.mkdir(parents=True)
-    return {
-        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-        "HOME": str(home),
-        "TMPDIR": str(dirs["tmp"]),  # the client writes debug-cli.<user>.log here
-        "LANG": "C.UTF-8",
-        "WANDB_BASE_URL": f"http://127.0.0.1:{live_server.thread.port}",
-        "WANDB_API_KEY": token,
-        "WANDB_DIR": str(dirs["wandb"]),
-        "WANDB_CONFIG_DIR": str(dirs["config"]),
-        "WANDB_CACHE_DIR": str(dirs["cache"]),
-        "WANDB_DATA_DIR": str(dirs["data"]),
-        "WANDB_SILENT": "true",
-        "WANDB_ERROR_REPORTING": "false",
-        "WANDB_DISABLE_GIT": "true",
-        "WANDB_DISABLE_CODE": "true",
-        "WANDB_HTTP_TIMEOUT": "30",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-        "PYTHONNOUSERSITE": "1",
-    }
+def wandb_env(wandb_environment, token):
+    return wandb_environment(token)
 
 
 def wandb_launch(env, *args: str) -> subprocess.CompletedProcess:

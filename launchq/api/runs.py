@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest
 from django.urls import NoReverseMatch, reverse
 from ninja import Path, Query, Router, Status
 
-from launchq.access import membership_for, queue_for
+from launchq.access import may_cancel, membership_for, queue_for
 from launchq.api.auth import TokenAuth
 from launchq.api.errors import message_body, problems_body
 from launchq.api.schemas import InvalidRequest, LaunchIn, Message, Problems, RunOut, RunPage
@@ -114,7 +114,7 @@ def run_cancel(request: HttpRequest, team: str = TeamSlug, run_id: str = RunId):
     """
     membership = membership_for(request.user, team)
     run = _load(membership.team.slug, run_id)
-    if not membership.is_admin and run.launched_by_id != request.user.pk:
+    if not may_cancel(run, membership, request.user):
         return Status(403, message_body("forbidden", NOT_YOURS))
     try:
         cancel(run, request.user)

@@ -21,7 +21,7 @@ from django.http import HttpRequest
 
 from launchq.graphql.run_spec import RunSpecRefused, read_run_spec
 from launchq.guardrails import Problem, json_schema
-from launchq.models import Membership, Queue, Run, Team
+from launchq.models import Agent, ApiToken, Membership, Queue, Run, Team
 from launchq.runs import LaunchRefused, launch_run
 from launchq.templating import ConfigError, render_data
 
@@ -34,6 +34,8 @@ NO_SUCH_ID = "No {kind} with id {value!r} in your teams."
 WRONG_ENTITY = "Resource config {value!r} does not belong to team {team!r}."
 VALUES_NOT_OBJECT = "templateVariableValues must be a JSON object of template field values, like {{\"aws_instance\": \"ml.p3.xlarge\"}}."
 REFUSED = "Queue {team}/{queue} refused the run, nothing was enqueued: {reasons}"
+AGENT_TEAM = "No team {team!r} for agent {agent}: its team is {own}. Pass --entity {own}."
+AGENT_TOKEN = "An agent token only serves a launch agent; launch and cancel runs with a person's API token."
 COMMAND_HINT = " With the wandb client, give the command with --entry-point (-E) or launch_add(entry_point=[...])."
 
 PRIORITIZATION_MODE = "V0"  # launchq queues always take runs by priority, then oldest first
@@ -51,35 +53,50 @@ class Refusal(Exception):
 
 @dataclass(frozen=True)
 class Context:
-    """Who is asking; every resolver gets it as `info.context`."""
+    """Who is asking; every resolver gets it as `info.context`.
+
+    A person's API token gives `user`; an agent token (Agents page) gives `agent`,
+    which serves W&B's launch agent only: it may not launch or cancel runs.
+    """
 
     user: Any
     request: HttpRequest | None = None
+    agent: Agent | None = None
 
 
 # --- queries -----------------------------------------------------------------
 
 
 def resolve_viewer(_root, info) -> dict[str, Any]:
-    user = info.context.user
+    user, agent = info.context.user, info.context.agent
+    if agent is not None:
+        return {
+            "id": global_id("LaunchAgent", agent.pk), "name": agent.name, "entity": agent.team.slug, "username": agent.name,
+            "email": None, "admin": False, "flags": None, "deletedAt": None, "apiKeys": None,
+            "teams": {"edges": [{"node": entity_node(agent.team)}]},
+        }
     teams = list(Team.objects.filter(memberships__user=user).order_by("slug"))
+    tokens = ApiToken.objects.active().filter(user=user).order_by("created_at")
     return {
         "id": global_id("User", user.pk),
+        "name": user.get_full_name() or user.get_username(),
         "entity": default_entity(user, teams),
         "username": user.get_username(),
         "email": user.email or None,
+        "admin": user.is_superuser,
         "flags": None,
-        "teams": {"edges": [{"node": _entity(team)} for team in teams]},
+        "deletedAt": None,
+        "apiKeys": {"edges": [{"node": {"id": global_id("ApiKey", t.pk), "name": t.name, "description": f"{t.prefix}…"}} for t in tokens]},
+        "teams": {"edges": [{"node": entity_node(team)} for team in teams]},
     }
 
 
 def resolve_project(_root, info, name: str | None = None, entityName: str | None = None) -> dict[str, Any]:  # noqa: N803
-    membership = _membership(info.context.user, entityName)
-    return {"team": membership.team}
+    return {"team": team_for(info.context, entityName)}
 
 
 def resolve_entity(_root, info, name: str | None = None) -> dict[str, Any]:
-    return _entity(_membership(info.context.user, name).team)
+    return entity_node(team_for(info.context, name))
 
 
 def resolve_run_queue(project: Mapping, info, name: str) -> dict[str, Any]:
@@ -87,13 +104,15 @@ def resolve_run_queue(project: Mapping, info, name: str) -> dict[str, Any]:
 
 
 def resolve_run_queues(project: Mapping, info) -> list[dict[str, Any]]:
-    queues = Queue.objects.filter(team=project["team"]).select_related("team", "created_by").order_by("name")
+    agent = info.context.agent
+    queues = (agent.queues if agent is not None else Queue.objects).filter(team=project["team"])  # an agent sees what it serves
+    queues = queues.select_related("team", "created_by").order_by("name")
     return [_queue_node(queue, info.context.request) for queue in queues]
 
 
 def resolve_default_resource_config(entity: Mapping, info, id: str) -> dict[str, Any]:  # noqa: A002
     team = entity["team"]
-    queue = _queue_by_id(info.context.user, id, "DefaultResourceConfig", "resource config")
+    queue = queue_by_id(info.context.user, id, "DefaultResourceConfig", "resource config")
     if queue.team_id != team.pk:
         raise Refusal(WRONG_ENTITY.format(value=id, team=team.slug), "NOT_FOUND")
     version = queue.current_version
@@ -120,6 +139,7 @@ def resolve_default_resource_config(entity: Mapping, info, id: str) -> dict[str,
 
 
 def resolve_push_to_run_queue_by_name(_root, info, input: Mapping[str, Any]) -> dict[str, Any]:  # noqa: A002
+    person(info.context)
     membership = _membership(info.context.user, input["entityName"])
     queue = _queue(membership.team, input["queueName"])
     run, spec = _push(queue, info.context.user, input)
@@ -127,7 +147,8 @@ def resolve_push_to_run_queue_by_name(_root, info, input: Mapping[str, Any]) -> 
 
 
 def resolve_push_to_run_queue(_root, info, input: Mapping[str, Any]) -> dict[str, Any]:  # noqa: A002
-    queue = _queue_by_id(info.context.user, input["queueID"], "RunQueue", "queue")
+    person(info.context)
+    queue = queue_by_id(info.context.user, input["queueID"], "RunQueue", "queue")
     run, _ = _push(queue, info.context.user, input)
     return {"runQueueItemId": run.run_id}
 
@@ -149,6 +170,22 @@ def pk_from_global_id(value: str, kind: str) -> int | None:
     if prefix != kind or not number.isdigit() or len(number) > 18:
         return None
     return int(number)
+
+
+def team_for(context: Context, slug: str | None) -> Team:
+    """The team a request names (its default when it names none): one of the user's, or the agent's own."""
+    if context.agent is not None:
+        if slug and slug != context.agent.team.slug:
+            raise Refusal(AGENT_TEAM.format(team=slug, agent=context.agent.name, own=context.agent.team.slug), "NOT_FOUND")
+        return context.agent.team
+    return _membership(context.user, slug).team
+
+
+def person(context: Context):
+    """The user behind the request; an agent token is refused for what only people do."""
+    if context.user is None:
+        raise Refusal(AGENT_TOKEN, "FORBIDDEN")
+    return context.user
 
 
 def default_entity(user, teams: list[Team]) -> str:
@@ -176,7 +213,7 @@ def _push(queue: Queue, user, data: Mapping[str, Any]) -> tuple[Run, dict[str, A
         refusal = _refusal(queue, refused.problems)
         log.info("wandb push by %s refused: %s", user.get_username(), refusal.message)
         raise refusal from None
-    enqueued = {**spec, "resource": queue.resource, "resource_args": {queue.resource: _resource_args(run)}}
+    enqueued = {**spec, "resource": queue.resource, "resource_args": {queue.resource: resource_args(run)}}
     return run, enqueued
 
 
@@ -191,7 +228,7 @@ def _refusal(queue: Queue, problems: list[Problem]) -> Refusal:
     return Refusal(message, "LAUNCH_REFUSED", problems=[p.to_dict() for p in problems])
 
 
-def _resource_args(run: Run) -> Any:
+def resource_args(run: Run) -> Any:
     """What the resource will get (before the agent fills macros): the rendered config without `builder`."""
     try:
         data, _ = render_data(run.config_version.parsed(), run.values)
@@ -214,6 +251,11 @@ def _membership(user, team_slug: str | None) -> Membership:
     raise Refusal(NO_TEAM.format(team=team_slug, yours=", ".join(m.team.slug for m in memberships)), "NOT_FOUND")
 
 
+def membership_of(user, team: Team) -> Membership:
+    """The user's membership of a team the caller already found through it."""
+    return Membership.objects.select_related("team").get(user=user, team=team)
+
+
 def _queue(team: Team, name: str) -> Queue:
     queue = Queue.objects.filter(team=team, name=name).select_related("team", "created_by", "current_version").first()
     if queue is None:
@@ -222,7 +264,9 @@ def _queue(team: Team, name: str) -> Queue:
     return queue
 
 
-def _queue_by_id(user, value: str, kind: str, label: str) -> Queue:
+def queue_by_id(user, value: str, kind: str, label: str) -> Queue:
+    if user is None:
+        raise Refusal(AGENT_TOKEN, "FORBIDDEN")
     pk = pk_from_global_id(value, kind)
     queue = None
     if pk is not None:
@@ -236,13 +280,14 @@ def _queue_by_id(user, value: str, kind: str, label: str) -> Queue:
     return queue
 
 
-def _entity(team: Team) -> dict[str, Any]:
-    return {"id": global_id("Entity", team.pk), "name": team.slug, "team": team}
+def entity_node(team: Team) -> dict[str, Any]:
+    return {"id": global_id("Entity", team.pk), "name": team.slug, "isTeam": True, "team": team}
 
 
 def _queue_node(queue: Queue, request: HttpRequest | None) -> dict[str, Any]:
     url = queue.get_absolute_url()
     return {
+        "queue": queue,
         "id": global_id("RunQueue", queue.pk),
         "name": queue.name,
         "access": ACCESS,

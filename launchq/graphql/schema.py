@@ -11,10 +11,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from graphql import GraphQLError, GraphQLSchema, StringValueNode, build_schema, execute, parse, validate
+from graphql import (
+    DocumentNode, GraphQLError, GraphQLSchema, NonNullTypeNode, StringValueNode, build_schema, execute, parse, validate,
+)
 
 from launchq import strictjson
-from launchq.graphql import resolvers
+from launchq.graphql import queued, resolvers
 from launchq.graphql.resolvers import Context, Refusal
 
 log = logging.getLogger(__name__)
@@ -22,11 +24,13 @@ log = logging.getLogger(__name__)
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 MAX_TOKENS = 2000  # the client's largest operation has about 60
 MAX_VALIDATION_ERRORS = 20
+UNUSED_NON_NULL = ("projectName",)  # variables a client may send as null although it declares them String!
 
 INTERNAL = "launchq could not answer {field}; the error is in the server log."
 UNKNOWN_FIELD_HINT = (
-    " launchq answers the operations the wandb client uses to push runs to a queue"
-    " (wandb launch --queue, launch_add); see the schema in launchq/graphql/schema.graphql."
+    " launchq serves the wandb client's Launch calls: pushing runs to a queue (wandb launch, launch_add)"
+    " and waiting on them (QueuedRun, api.queued_run, api.run_queue, api.viewer); not artifacts, sweeps,"
+    " run history, files or reports. See launchq/graphql/schema.graphql."
 )
 JSON_NOT_TEXT = "A JSONString must be a string holding JSON, like \"{{\\\"k\\\": \\\"v\\\"}}\" (got {kind})."
 JSON_INVALID = "A JSONString must hold valid JSON: {reason}."
@@ -40,10 +44,16 @@ RESOLVERS = {
     "Mutation": {
         "pushToRunQueueByName": resolvers.resolve_push_to_run_queue_by_name,
         "pushToRunQueue": resolvers.resolve_push_to_run_queue,
+        "deleteFromRunQueue": queued.resolve_delete_from_run_queue,
     },
     "Project": {
         "runQueue": resolvers.resolve_run_queue,
         "runQueues": resolvers.resolve_run_queues,
+        "run": queued.resolve_run,
+    },
+    "RunQueue": {
+        "runQueueItem": queued.resolve_run_queue_item,
+        "runQueueItems": queued.resolve_run_queue_items,
     },
     "Entity": {
         "defaultResourceConfig": resolvers.resolve_default_resource_config,
@@ -100,10 +110,26 @@ def run_operation(query: str, variables: dict[str, Any] | None, operation_name: 
     errors = validate(SCHEMA, document, max_errors=MAX_VALIDATION_ERRORS)
     if errors:
         return {"errors": [_format(error, hint=UNKNOWN_FIELD_HINT) for error in errors], "data": None}
+    variables = _unused_nulls_filled(document, variables)
     result = execute(SCHEMA, document, variable_values=variables, operation_name=operation_name, context_value=context)
     if result.errors:
         return {"errors": [_format(error) for error in result.errors], "data": None}
     return {"data": result.data}
+
+
+def _unused_nulls_filled(document: DocumentNode, variables: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`api.queued_run(e, p, q, id)` (wandb 0.31.0) sends `projectName: null` for a `String!`.
+
+    launchq finds a queue by its team and name whatever project name comes, so
+    such a null reads as "" instead of failing the whole request.
+    """
+    filled = dict(variables or {})
+    for definition in document.definitions:
+        for variable in getattr(definition, "variable_definitions", None) or ():
+            name = variable.variable.name.value
+            if name in UNUSED_NON_NULL and isinstance(variable.type, NonNullTypeNode) and filled.get(name, "") is None:
+                filled[name] = ""
+    return filled
 
 
 def _format(error: GraphQLError, hint: str = "") -> dict[str, Any]:

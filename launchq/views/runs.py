@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from launchq.access import membership_for, queue_for
+from launchq.access import may_cancel, membership_for, queue_for
 from launchq.forms import LAUNCH_INPUTS, VALUE_PREFIX, LaunchPost, value_inputs
 from launchq.guardrails import Problem, check_values
 from launchq.macros import MACRO
@@ -113,7 +113,7 @@ def run_detail(request: HttpRequest, team: str, run_id: str) -> HttpResponse:
 def run_cancel(request: HttpRequest, team: str, run_id: str) -> HttpResponse:
     """Cancel a run: an admin, or the member who launched it."""
     run, membership = _run_for(request.user, team, run_id)
-    if not _may_cancel(run, membership, request.user):
+    if not may_cancel(run, membership, request.user):
         raise PermissionDenied("Only a team admin or the member who launched this run may cancel it.")
     try:
         run = cancel(run, request.user)
@@ -275,10 +275,6 @@ def _run_for(user, team: str, run_id: str) -> tuple[Run, Membership]:
     return run, membership
 
 
-def _may_cancel(run: Run, membership: Membership, user) -> bool:
-    return membership.is_admin or (run.launched_by_id is not None and run.launched_by_id == user.pk)
-
-
 def _run_context(run: Run, membership: Membership, user) -> dict:
     events = list(run.events.select_related("actor", "agent").order_by("at", "id"))
     return {
@@ -287,7 +283,7 @@ def _run_context(run: Run, membership: Membership, user) -> dict:
         "membership": membership,
         "events": events,
         "event_count": len(events),
-        "can_cancel": run.in_flight and not run.cancel_requested and _may_cancel(run, membership, user),
+        "can_cancel": run.in_flight and not run.cancel_requested and may_cancel(run, membership, user),
         "position": _position(run),
         "ran_for": _duration(run.started_at, run.finished_at),
         "tab": "runs",
