@@ -83,3 +83,15 @@ class AgentAdmin(admin.ModelAdmin):
     list_display = ["name", "team", "last_seen_at", "reported_status", "revoked_at"]
     readonly_fields = ["prefix", "digest", "created_at", "last_seen_at"]
     filter_horizontal = ["queues"]
+
+
+@admin.register(models.IdempotencyKey)
+class IdempotencyKeyAdmin(admin.ModelAdmin):
+    """Shown to look into a replayed launch; deleting one lets its key launch again."""
+
+    list_display = ["key", "user", "run", "created_at", "expires_at"]
+    search_fields = ["key", "run__run_id"]
+    readonly_fields = ["user", "key", "fingerprint", "run", "created_at", "expires_at"]
+
+    def has_add_permission(self, request):
+        return False

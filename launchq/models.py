@@ -248,6 +248,28 @@ class RunEvent(models.Model):
         return f"{self.run.run_id} → {self.state}"
 
 
+class IdempotencyKey(models.Model):
+    """A launch request's key: the same key from the same user again gets the run it launched, not a second one.
+
+    The key comes from the API's `Idempotency-Key` header, the launch form's hidden token, the CLI, or (for the
+    `wandb` client, which sends none) the push's own content. `fingerprint` is what was asked for, so the key
+    reused for another launch is refused rather than answered with the wrong run.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=300)
+    fingerprint = models.CharField(max_length=64, help_text="A hash of the launch request the key first came with.")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True, help_text="After this the key is forgotten and may launch again.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="one_run_per_idempotency_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} → {self.run_id}"
+
+
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 
 

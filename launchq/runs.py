@@ -7,17 +7,22 @@ validator and a run is stored the same way whichever door it came through.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from launchq.guardrails import CONTROL_CHARACTER, GuardrailError, Problem, check_values
 from launchq.images import base_image, is_image_reference
-from launchq.models import DONE, ConfigVersion, Priority, Project, Queue, Run, RunEvent, RunState
+from launchq.models import DONE, ConfigVersion, IdempotencyKey, Priority, Project, Queue, Run, RunEvent, RunState
 from launchq.templating import ConfigError, render_data, render_text
 
 MAX_NAME_LENGTH = 128
@@ -42,6 +47,16 @@ BAD_BASE_IMAGE_FROM = (
 NO_CONFIG = "Queue {queue} has no saved config yet."
 NOT_READY = "Queue {queue} is not ready: an admin has not saved its template fields' guardrails yet."
 CONTROL = "The {field} contains a control character (U+{code:04X}); remove it."
+MAX_KEY_LENGTH = 255
+BAD_KEY = "An idempotency key is 1 to {bound} printable ASCII characters, such as a UUID."
+KEY_REUSED = (
+    "Idempotency key {key!r} already launched run {run_id} with other inputs (another queue or other values);"
+    " a key stands for one launch. Send a new key for a new launch."
+)
+REPLAYED = "The same launch request came again from {who} via {via} ({why}); answered with this run, nothing new was enqueued."
+SAME_KEY = "same idempotency key"
+SAME_CONTENT = "identical to this one within {seconds} s, taken as the client's retry"
+_KEY_TEXT = re.compile(r"[\x20-\x7e]{1,%d}" % MAX_KEY_LENGTH)
 
 
 class LaunchRefused(Exception):
@@ -50,6 +65,14 @@ class LaunchRefused(Exception):
     def __init__(self, problems: list[Problem]):
         super().__init__("; ".join(p.message for p in problems))
         self.problems = problems
+
+
+class KeyReused(LaunchRefused):
+    """The idempotency key already launched a run, for a different request; nothing was enqueued."""
+
+    def __init__(self, key: str, run: Run):
+        super().__init__([Problem("idempotency_key", "idempotency_key_reused", KEY_REUSED.format(key=key, run_id=run.run_id), value=key)])
+        self.run = run
 
 
 class InvalidTransition(Exception):
@@ -187,29 +210,110 @@ def launch_run(
     job: Mapping[str, Any] | Job | None = None,
     priority: int | str | None = None,
     via: str = "form",
+    idempotency_key: str | None = None,
+    replay_window: timedelta | None = None,
 ) -> Run:
     """Check a launch with the shared validator and enqueue it as a pending run.
 
     Raises `LaunchRefused` with every problem found; nothing is stored then.
     The run is pinned to the queue's current config version.
+
+    With an `idempotency_key` (the caller's, kept LAUNCHQ_IDEMPOTENCY_KEY_HOURS)
+    or a `replay_window` (the request's own content is the key, kept that long),
+    the same request from the same user again returns the run the first one
+    launched, with `run.replayed` set, instead of launching another; requests
+    racing with one key make one run (a unique constraint decides). A key that
+    comes back with a different request raises `KeyReused`. A refused launch
+    stores no key: the request may be fixed and sent again with it.
     """
     queue = Queue.objects.select_related("team", "current_version").get(pk=queue.pk)
+    key = _launch_key(queue, user, values, idempotency_key, replay_window, project=project, name=name, job=job, priority=priority)
+    if key is not None:
+        IdempotencyKey.objects.filter(user=user, expires_at__lte=timezone.now()).delete()
+        earlier = _replay(user, key, via)
+        if earlier is not None:
+            return earlier
     checked = check_launch(queue, values, project=project, name=name, job=job, priority=priority)
-    with transaction.atomic():
-        run = Run(
-            queue=queue,
-            config_version=checked["version"],
-            project=checked["project"],
-            launched_by=user,
-            priority=checked["priority"],
-            values=checked["values"],
-            rendered_config=checked["rendered_config"],
-            job=checked["job"].to_dict(),
-        )
-        run.name = checked["name"] or readable_name()
-        run.save()
-        who = user.get_username() if user is not None else "someone"
-        RunEvent.objects.create(run=run, state=RunState.PENDING, actor=user, message=f"Launched by {who} via {via}.")
+    try:
+        with transaction.atomic():
+            run = Run(
+                queue=queue,
+                config_version=checked["version"],
+                project=checked["project"],
+                launched_by=user,
+                priority=checked["priority"],
+                values=checked["values"],
+                rendered_config=checked["rendered_config"],
+                job=checked["job"].to_dict(),
+            )
+            run.name = checked["name"] or readable_name()
+            run.save()
+            who = user.get_username() if user is not None else "someone"
+            RunEvent.objects.create(run=run, state=RunState.PENDING, actor=user, message=f"Launched by {who} via {via}.")
+            if key is not None:  # waits here while another request holds the same key, until that one commits or rolls back
+                now = timezone.now()
+                IdempotencyKey.objects.create(user=user, key=key.text, fingerprint=key.fingerprint, run=run, created_at=now, expires_at=now + key.lifetime)
+    except IntegrityError:
+        earlier = _replay(user, key, via) if key is not None else None
+        if earlier is None:
+            raise
+        return earlier
+    run.replayed = False
+    return run
+
+
+def check_idempotency_key(key: str) -> str:
+    """The key as stored: a structured-header string (`"abc"`) loses its quotes. Refuses a blank or odd one."""
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not _KEY_TEXT.fullmatch(key) or not key.strip():
+        raise LaunchRefused([Problem("idempotency_key", "invalid", BAD_KEY.format(bound=MAX_KEY_LENGTH), MAX_KEY_LENGTH, key[:MAX_KEY_LENGTH])])
+    return key
+
+
+def new_idempotency_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True)
+class _Key:
+    text: str
+    fingerprint: str  # what the request asked for
+    lifetime: timedelta
+    why: str  # why a repeat is taken as the same launch, for the run's history
+
+
+def _launch_key(queue: Queue, user, values: Mapping[str, object], given: str | None, window: timedelta | None, **request: Any) -> _Key | None:
+    """The key a launch is known by: the one given (even blank: that is refused), or the request's content."""
+    if given is None and not window:
+        return None
+    if user is None:
+        raise ValueError("An idempotency key belongs to a user; launch_run got none.")
+    project, job = request["project"], request["job"]
+    asked = {
+        "queue": queue.pk,
+        "values": dict(values),
+        "project": project.name if isinstance(project, Project) else project or "",
+        "name": (request["name"] or "").strip(),
+        "job": (job if isinstance(job, Job) else Job.from_dict(job)).to_dict(),
+        "priority": "" if request["priority"] is None else str(request["priority"]),
+    }
+    fingerprint = hashlib.sha256(json.dumps(asked, sort_keys=True, default=repr).encode()).hexdigest()
+    if given is not None:
+        return _Key(check_idempotency_key(given), fingerprint, timedelta(hours=settings.LAUNCHQ_IDEMPOTENCY_KEY_HOURS), SAME_KEY)
+    return _Key("content:" + fingerprint, fingerprint, window, SAME_CONTENT.format(seconds=int(window.total_seconds())))
+
+
+def _replay(user, key: _Key, via: str) -> Run | None:
+    """The run this key launched (noting the repeat in its history), or None; `KeyReused` for another request."""
+    found = IdempotencyKey.objects.select_related("run").filter(user=user, key=key.text, expires_at__gt=timezone.now()).first()
+    if found is None:
+        return None
+    run = found.run
+    if found.fingerprint != key.fingerprint:
+        raise KeyReused(key.text, run)
+    RunEvent.objects.create(run=run, state=run.state, actor=user, message=REPLAYED.format(who=user.get_username(), via=via, why=key.why))
+    run.replayed = True
     return run
 
 

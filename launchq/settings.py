@@ -157,3 +157,8 @@ LOGGING = {
 # Launch agents: a lease lasts this long without a heartbeat; a run gets this many leases before it fails.
 LAUNCHQ_LEASE_SECONDS = int(os.environ.get("LAUNCHQ_LEASE_SECONDS", "60"))
 LAUNCHQ_MAX_ATTEMPTS = int(os.environ.get("LAUNCHQ_MAX_ATTEMPTS", "3"))
+
+# Launch requests: how long an idempotency key is kept (a retry with it gets the run it launched), and how long an
+# identical `wandb` push (the client retries without any key) counts as a retry of the first (0 turns that off).
+LAUNCHQ_IDEMPOTENCY_KEY_HOURS = int(os.environ.get("LAUNCHQ_IDEMPOTENCY_KEY_HOURS", "24"))
+LAUNCHQ_WANDB_REPLAY_SECONDS = int(os.environ.get("LAUNCHQ_WANDB_REPLAY_SECONDS", "60"))

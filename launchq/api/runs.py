@@ -6,22 +6,28 @@ launch form makes, so the API refuses exactly what the form refuses.
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
-from ninja import Path, Query, Router, Status
+from ninja import Header, Path, Query, Router, Status
 
 from launchq.access import may_cancel, membership_for, queue_for
 from launchq.api.auth import TokenAuth
 from launchq.api.errors import message_body, problems_body
 from launchq.api.schemas import InvalidRequest, LaunchIn, Message, Problems, RunOut, RunPage
 from launchq.models import Priority, Run, RunState
-from launchq.runs import InvalidTransition, LaunchRefused, cancel, launch_run
+from launchq.runs import InvalidTransition, KeyReused, LaunchRefused, cancel, launch_run
 
 router = Router(auth=TokenAuth(), tags=["runs"])
 
 TeamSlug = Path(..., description="The team's slug (W&B's entity).")
 QueueName = Path(..., description="The queue's name within the team.")
 RunId = Path(..., description="The run's ID, as shown on its page and by `launch`.")
+IdempotencyKey = Header(
+    None, alias="Idempotency-Key",
+    description="Any unique text (1-255 printable ASCII characters, e.g. a UUID) naming this launch. Sent again with the same"
+    " request, it answers with the run it launched (`Idempotent-Replayed: true`) instead of launching another; with a"
+    " different request, 422 `idempotency_key_reused`. Kept for LAUNCHQ_IDEMPOTENCY_KEY_HOURS (24) per user.",
+)
 
 MAX_PAGE = 100
 ALREADY_DONE = "Run {run_id} already ended ({state}); there is nothing to cancel."
@@ -30,17 +36,24 @@ NOT_YOURS = "Only a team admin or the person who launched the run may cancel it.
 
 @router.post(
     "/teams/{team}/queues/{queue}/runs",
-    response={201: RunOut, 400: Problems, 401: Message, 404: Message, 422: InvalidRequest},
+    response={201: RunOut, 400: Problems, 401: Message, 404: Message, 422: InvalidRequest | Problems},
     url_name="run_create", operation_id="run_create",
     summary="Launch a run",
 )
-def run_create(request: HttpRequest, payload: LaunchIn, team: str = TeamSlug, queue: str = QueueName):
+def run_create(
+    request: HttpRequest, response: HttpResponse, payload: LaunchIn,
+    team: str = TeamSlug, queue: str = QueueName, idempotency_key: str | None = IdempotencyKey,
+):
     """Enqueue a run with values for the queue's template fields, checked against their guardrails.
 
     Answers 201 with the pending run, or 400 with every problem found (`field`,
     `code`, `message`, and the `bound` and `value` where there are ones); then
     nothing was enqueued. Only template fields can be set; a name the queue does
     not define is refused with the code `unknown_field`.
+
+    With an `Idempotency-Key`, a retry of the same request (say, after the
+    connection dropped before the answer arrived) answers 201 with the run the
+    first one launched, as it is now, and the header `Idempotent-Replayed: true`.
     """
     queue_obj, _ = queue_for(request.user, team, queue)
     try:
@@ -53,9 +66,14 @@ def run_create(request: HttpRequest, payload: LaunchIn, team: str = TeamSlug, qu
             job=payload.job.model_dump(),
             priority=payload.priority,
             via="api",
+            idempotency_key=idempotency_key,
         )
+    except KeyReused as reused:
+        return Status(422, problems_body(reused.problems))
     except LaunchRefused as refused:
         return Status(400, problems_body(refused.problems))
+    if run.replayed:
+        response["Idempotent-Replayed"] = "true"
     return Status(201, run_detail_body(request, _load(queue_obj.team.slug, run.run_id)))
 
 
