@@ -282,6 +282,7 @@ class LaunchPost:
     values: dict[str, str] = field(default_factory=dict)
     version: int | None = None
     repeated: list[str] = field(default_factory=list)
+    idempotency_key: str | None = None  # the form's hidden token: a second submit of one form gets the same run
 
     @classmethod
     def read(cls, data: QueryDict) -> LaunchPost:
@@ -291,6 +292,7 @@ class LaunchPost:
             **{name: data.get(name, "") for name in LAUNCH_INPUTS},
             values=values,
             version=int(version) if version.isdigit() else None,
+            idempotency_key=data.get("idempotency_key"),
             repeated=[
                 key.removeprefix(VALUE_PREFIX) for key in data
                 if (key in LAUNCH_INPUTS or key.startswith(VALUE_PREFIX)) and len(data.getlist(key)) > 1

@@ -364,6 +364,41 @@ def test_config_saved_meanwhile_refuses_the_stale_form(client, member, queue, ad
     assert Run.objects.count() == 0
 
 
+def test_the_form_carries_a_fresh_launch_token_each_time_it_is_shown(client, member, queue):
+    first, second = (parse(client.get(launch_url(queue))).attrs("launch-idempotency-key")["value"] for _ in range(2))
+    assert first and second and first != second
+
+
+def test_a_form_submitted_twice_launches_once_and_both_land_on_the_run(client, member, queue):
+    """A double click, or the browser sending the POST again after a dropped connection."""
+    form = {**VALID, "idempotency_key": parse(client.get(launch_url(queue))).attrs("launch-idempotency-key")["value"]}
+
+    first = client.post(launch_url(queue), form)
+    again = client.post(launch_url(queue), form, follow=True)
+
+    run = Run.objects.get()
+    assert first["Location"] == again.redirect_chain[-1][0] == run_url(run)
+    assert run.name in again.content.decode()
+
+
+def test_a_used_form_sent_with_other_values_says_so_and_the_next_press_launches(client, member, queue):
+    """The browser's Back button brings the used form back; changed and sent again it is a new launch, after one question."""
+    token = parse(client.get(launch_url(queue))).attrs("launch-idempotency-key")["value"]
+    client.post(launch_url(queue), {**VALID, "idempotency_key": token})
+    first = Run.objects.get()
+
+    changed = client.post(launch_url(queue), {**VALID, "var.gpus": "4", "idempotency_key": token})
+
+    assert changed.status_code == 409 and codes(changed.content.decode()) == ["form_used"]
+    assert run_url(first) in changed.content.decode()
+    page = parse(changed)
+    assert page.attrs("var-gpus")["value"] == "4"
+    fresh = page.attrs("launch-idempotency-key")["value"]
+    assert fresh != token
+    assert client.post(launch_url(queue), {**VALID, "var.gpus": "4", "idempotency_key": fresh}).status_code == 302
+    assert Run.objects.count() == 2
+
+
 # --- the Runs tab ----------------------------------------------------------------
 
 

@@ -20,10 +20,13 @@ from launchq.guardrails import Problem, check_values
 from launchq.macros import MACRO
 from launchq.models import IN_FLIGHT, Membership, Priority, Queue, Run, RunState
 from launchq.numbers import plain_number
-from launchq.runs import NO_CONFIG, NOT_READY, InvalidTransition, LaunchRefused, cancel, check_launch, launch_run
+from launchq.runs import (
+    NO_CONFIG, NOT_READY, InvalidTransition, KeyReused, LaunchRefused, cancel, check_launch, launch_run, new_idempotency_key,
+)
 from launchq.templating import ConfigError, RenderedText, render_text
 
 RUNS_PER_PAGE = 50
+FORM_USED = "This form already launched {name} with other values. Press Launch run again to launch another run with these."
 VERSION_CHANGED = "The queue config changed to version {number} while you were filling in the form. Check the values below and launch again."
 
 
@@ -46,7 +49,11 @@ def run_create(request: HttpRequest, team: str, queue: str) -> HttpResponse:
         run = launch_run(
             queue_obj, request.user, post.values,
             project=post.project, name=post.name, job=post.job, priority=post.priority, via="form",
+            idempotency_key=post.idempotency_key,
         )
+    except KeyReused as reused:  # this form already launched a run (the browser's Back, then other values): a new token
+        post.idempotency_key = None
+        return _render_form(request, queue_obj, membership, post, [_form_used(reused)], status=409)
     except LaunchRefused as refused:
         return _render_form(request, queue_obj, membership, post, refused.problems, status=400)
     messages.success(request, f"Launched {run.name} on {queue_obj.name}; it waits in the queue for an agent.")
@@ -160,6 +167,8 @@ def _initial(request: HttpRequest, queue: Queue) -> LaunchPost:
 
 
 def _render_form(request, queue: Queue, membership: Membership, post: LaunchPost, problems: list[Problem], status: int = 200) -> HttpResponse:
+    if not post.idempotency_key:
+        post.idempotency_key = new_idempotency_key()
     version = queue.current_version
     fields = version.definitions if version else []
     errors = _errors_by_input(problems, {f.name for f in fields})
@@ -180,6 +189,11 @@ def _render_form(request, queue: Queue, membership: Membership, post: LaunchPost
     }
     context.update(_preview(queue, post))
     return render(request, "launchq/launch_form.html", context, status=status)
+
+
+def _form_used(reused: KeyReused) -> Problem:
+    run = reused.run
+    return Problem("", "form_used", FORM_USED.format(name=run.name), value=run.run_id)
 
 
 def _preview(queue: Queue, post: LaunchPost) -> dict:

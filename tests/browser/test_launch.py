@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from launchq.forms import html_pattern
@@ -12,6 +14,7 @@ from launchq.guardrails import Field, FieldType
 from launchq.models import Run, RunState
 from launchq.runs import move
 from tests.conftest import log_in
+from tests.proxy import LosingProxy
 
 pytestmark = pytest.mark.browser
 
@@ -136,3 +139,28 @@ def test_chromium_reads_the_pattern_as_python_does(page, pattern):
         "([p, texts]) => texts.map(t => new RegExp('^(?:' + p + ')$', 'v').test(t))", [html_pattern(pattern), texts]
     )
     assert browser == [re.fullmatch(pattern, t) is not None for t in texts]
+
+
+def test_a_launch_whose_answer_was_lost_makes_one_run_and_lands_on_it(page, live_server, member_user, queue):
+    """The launch POST reaches the server and launches; then the connection drops before the answer arrives.
+    The browser sends the form again (Chromium does so by itself on a kept-alive connection; a person would
+    reload): the form's token makes that the same launch, and the browser lands on its run."""
+    with LosingProxy(live_server.thread.port, marker=b"POST /teams/ml/queues/train/launch/ ") as proxy:
+        site = SimpleNamespace(url=proxy.url)
+        log_in(page, site, "max")
+        page.goto(f"{proxy.url}/teams/ml/queues/train/launch/")
+        page.wait_for_load_state("load")
+        page.get_by_label("Command").fill("python train.py")
+        page.get_by_label("aws_instance").select_option("ml.p3.xlarge")
+
+        try:
+            page.get_by_role("button", name="Launch run").click()
+        except PlaywrightError:  # no answer at all: the person reloads, and confirms sending the form again
+            page.reload()
+        page.wait_for_url(re.compile(r"/teams/ml/runs/[a-z0-9]+/$"))
+
+    launches = [f for f in proxy.forwarded if f.head.startswith(b"POST /teams/ml/queues/train/launch/ ")]
+    assert [f.dropped for f in launches] == [True, False]
+    run = Run.objects.get()
+    assert page.url.endswith(f"/runs/{run.run_id}/")
+    expect(page.get_by_role("heading", name=run.name)).to_be_visible()
