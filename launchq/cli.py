@@ -18,6 +18,13 @@ does; the server hands it out at /cli/launchq-cli.py:
 Exit codes: 0 done; 1 the server refused (guardrails, access, token);
 2 the command line is wrong; 3 the server could not be reached or answered
 something that is not launchq.
+
+`launch` sends an idempotency key (a new one per invocation, or --idempotency-key)
+and tries again with it when the connection drops before the answer arrives, so
+a retry gets the run the first try launched instead of a second one.
+
+Everything the server sends is printed with its control characters shown as
+escapes (\\x1b, \\u202e ...), so a job's output cannot drive your terminal.
 """
 
 from __future__ import annotations
@@ -25,9 +32,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
+import time
+import uuid
 from datetime import datetime
 from decimal import Decimal
+from http.client import HTTPException
 from typing import Any, Callable, Sequence
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode, urlsplit
@@ -37,6 +48,8 @@ VERSION = "1"
 REFUSED, USAGE, UNREACHABLE = 1, 2, 3
 PRIORITIES = ("critical", "high", "medium", "low")
 TYPE_LABELS = {"string": "String", "integer": "Integer", "number": "Float"}
+RETRY_WAITS = (0.5, 1.0, 2.0)  # seconds before each new try of a launch whose answer was lost
+GATEWAY_ERRORS = (502, 503, 504)  # a proxy or a restarting server: worth another try
 
 
 class CliError(Exception):
@@ -70,20 +83,48 @@ class Client:
     def post(self, path: str, body: Any = None) -> Any:
         return self._send("POST", path, body)
 
+    def launch(self, path: str, body: Any, key: str) -> tuple[Any, bool]:
+        """POST a launch with its idempotency key, trying again with the same key when the answer is lost.
+
+        Returns the run and whether the server answered with a run this key had already launched.
+        """
+        tries = len(RETRY_WAITS) + 1
+        for attempt, wait in enumerate([*RETRY_WAITS, None], 1):
+            try:
+                answer, headers = self._exchange("POST", path, body, {"Idempotency-Key": key})
+                return answer, headers.get("Idempotent-Replayed") == "true"
+            except ApiError as error:
+                if error.status not in GATEWAY_ERRORS or wait is None:
+                    raise
+                trouble = f"the server answered HTTP {error.status}"
+            except LostAnswer as lost:
+                if wait is None:
+                    raise CliError(f"error: cannot reach launchq at {self.base}: {lost.reason} (tried {tries} times).", UNREACHABLE) from None
+                trouble = f"no answer from launchq ({lost.reason})"
+            warn(f"warning: {trouble}; trying again with the same idempotency key in {wait:g} s ({attempt + 1} of {tries}).")
+            time.sleep(wait)
+        raise AssertionError("the loop returns or raises")
+
     def _send(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            return self._exchange(method, path, body)[0]
+        except LostAnswer as lost:
+            raise CliError(f"error: cannot reach launchq at {self.base}: {lost.reason}", UNREACHABLE) from None
+
+    def _exchange(self, method: str, path: str, body: Any = None, extra: dict[str, str] | None = None) -> tuple[Any, Any]:
+        """One request: the answer's JSON and headers. `ApiError` for an error status, `LostAnswer` for no answer."""
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json", "User-Agent": f"launchq-cli/{VERSION}"}
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json", "User-Agent": f"launchq-cli/{VERSION}", **(extra or {})}
         if data is not None:
             headers["Content-Type"] = "application/json"
         request = Request(f"{self.base}/api{path}", data=data, headers=headers, method=method)
         try:
             with urlopen(request, timeout=self.timeout) as response:
-                return self._json(response.status, response.headers.get("Content-Type", ""), response.read())
+                return self._json(response.status, response.headers.get("Content-Type", ""), response.read()), response.headers
         except HTTPError as error:
             raise ApiError(error.code, self._json(error.code, error.headers.get("Content-Type", ""), error.read())) from None
-        except (URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise CliError(f"error: cannot reach launchq at {self.base}: {reason}", UNREACHABLE) from None
+        except (URLError, OSError, HTTPException) as error:
+            raise LostAnswer(getattr(error, "reason", None) or f"{type(error).__name__}: {error}") from None
 
     def _json(self, status: int, content_type: str, raw: bytes) -> Any:
         try:
@@ -93,6 +134,14 @@ class Client:
                 f"error: {self.base} answered HTTP {status} ({content_type or 'no content type'}), not like launchq's API. Is the URL right?",
                 UNREACHABLE,
             ) from None
+
+
+class LostAnswer(Exception):
+    """No answer came: the request may or may not have reached the server."""
+
+    def __init__(self, reason: Any):
+        super().__init__(str(reason))
+        self.reason = reason
 
 
 class ApiError(Exception):
@@ -229,15 +278,19 @@ def cmd_launch(client: Client, args: argparse.Namespace) -> Any:
     job = {k: v for k, v in (("command", args.command_line), ("source_dir", args.source_dir), ("image", args.image)) if v}
     if job:
         body["job"] = job
+    key = args.idempotency_key or str(uuid.uuid4())
     try:
-        run = client.post(f"/teams/{_seg(team)}/queues/{_seg(queue)}/runs", body)
+        run, replayed = client.launch(f"/teams/{_seg(team)}/queues/{_seg(queue)}/runs", body, key)
     except ApiError as error:
         if error.status in (400, 422):
             raise CliError([f"Launch refused; nothing was enqueued on {team}/{queue}:"] + error.lines(""), REFUSED) from None
         raise
     if args.json:
         return run
-    out(f"Launched {run['name']} (run {run['run_id']}) on {team}/{queue}: {run['state']}")
+    if replayed and args.idempotency_key:
+        out(f"Already launched with idempotency key {key}, nothing new was enqueued: {run['name']} (run {run['run_id']}) on {team}/{queue}: {run['state']}")
+    else:
+        out(f"Launched {run['name']} (run {run['run_id']}) on {team}/{queue}: {run['state']}")
     if run["values"]:
         out(f"  values: {_values(run['values'])}")
     if run["links"].get("web"):
@@ -380,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--source-dir", metavar="DIR", help="where the command runs, or the image is built from")
     sub.add_argument("--image", metavar="URI", help="a container image to run (container queues)")
     sub.add_argument("--priority", choices=PRIORITIES, help="default: medium")
+    sub.add_argument("--idempotency-key", metavar="KEY",
+                     help="names this launch: the same launch sent again with the same KEY gets the run it launched, not a"
+                          " second one (default: a new key per invocation, reused when the CLI tries again itself)")
 
     sub = command("runs", cmd_runs, "list a queue's runs, newest first")
     sub.add_argument("queue", type=queue_ref, metavar="TEAM/QUEUE")
@@ -416,10 +472,11 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
             raise CliError(error.lines(not_found), UNREACHABLE if error.status >= 500 else REFUSED) from None
     except CliError as error:
         for line in error.lines:
-            print(line, file=sys.stderr)
+            warn(line)
         return error.code
     if result is not None:
-        out(json.dumps(result, indent=2, ensure_ascii=False))
+        text = json.dumps(result, indent=2, ensure_ascii=False)
+        sys.stdout.write(UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")  # still JSON, and safe
     return 0
 
 
@@ -435,14 +492,41 @@ def _not_found_message(args: argparse.Namespace) -> str:
 # --- output -----------------------------------------------------------------
 
 
+# What a terminal could take as a command: C0 controls but newline and tab (ESC starts colour, cursor and title
+# sequences; CR overwrites a line), DEL, C1 controls (0x9b is a one-byte CSI), and the bidi controls that
+# reorder what is shown.
+UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(text: str, one_line: bool = False) -> str:
+    """Text from the server as it may go to a terminal: `\\x1b`, `\\u202e` instead of what they would do.
+
+    Newlines and tabs stay (unless `one_line`); a carriage return ends a line, as in a progress bar's output.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if one_line:
+        text = text.replace("\n", "\\n").replace("\t", "\\t")
+    return UNSAFE.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
 def out(text: str = "", end: str = "\n") -> None:
-    sys.stdout.write(text + end)
+    sys.stdout.write(shown(text) + end)
+
+
+def warn(text: str) -> None:
+    sys.stderr.write(shown(text) + "\n")
 
 
 def table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
-    for row in [headers, *rows]:
-        out("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    cells = [[shown(str(cell), one_line=True) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        out("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 def _seg(text: str) -> str:

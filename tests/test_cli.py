@@ -19,6 +19,7 @@ import pytest
 
 from launchq.guardrails import Field, FieldType
 from launchq.models import ApiToken, Queue, Run, RunState
+from tests.proxy import LosingProxy
 
 PACKAGE = Path(__file__).resolve().parent.parent / "launchq"
 
@@ -325,3 +326,88 @@ def test_fields_names_the_default_job_and_launch_uses_it(cli, queue):
     assert "default job (used when you give none): command python train.py --nightly" in shown.stdout
     assert launched.returncode == 0, launched.stderr
     assert Run.objects.get().job == {"command": "python train.py --nightly"}
+
+
+# --- launches whose answer is lost, and what the server sends to a terminal ----
+
+
+def test_a_launch_whose_answer_was_lost_is_sent_again_and_makes_one_run(cli, live_server):
+    """The server commits the launch, then the connection drops before the answer reaches the CLI."""
+    with LosingProxy(live_server.thread.port, marker=b"template_variables") as proxy:
+        result = cli("launch", "ml/train", "-s", "aws_instance=ml.p3.xlarge", "-c", "python train.py", url=proxy.url)
+
+    assert result.returncode == 0, result.stderr
+    run = Run.objects.get()
+    assert f"Launched {run.name} (run {run.run_id})" in result.stdout
+    launches = [f for f in proxy.forwarded if b"template_variables" in f.body]
+    assert [f.dropped for f in launches] == [True, False]
+    keys = {f.header("Idempotency-Key") for f in launches}
+    assert len(keys) == 1 and None not in keys
+    assert "trying again with the same idempotency key" in result.stderr
+
+
+def test_each_invocation_is_a_new_launch(cli):
+    for _ in range(2):
+        assert cli("launch", "ml/train", "-s", "aws_instance=ml.p3.xlarge", "-c", "true").returncode == 0
+    assert Run.objects.count() == 2
+
+
+def test_a_given_idempotency_key_launches_once(cli):
+    args = ("launch", "ml/train", "-s", "aws_instance=ml.p3.xlarge", "-c", "true", "--idempotency-key", "nightly-2026-12-01")
+
+    first = cli(*args)
+    again = cli(*args)
+    other = cli(*args, "-s", "gpus=2")
+
+    run = Run.objects.get()
+    assert first.returncode == again.returncode == 0
+    assert "Already launched" in again.stdout and run.run_id in again.stdout
+    assert other.returncode == 1
+    assert "nothing was enqueued" in other.stderr and other.stderr.splitlines()[1].startswith("idempotency_key: ")
+
+
+def test_a_launch_gives_up_after_its_tries_and_says_so(cli):
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    result = cli("launch", "ml/train", "-s", "aws_instance=ml.p3.xlarge", "-c", "true", url=f"http://127.0.0.1:{port}")
+
+    assert result.returncode == 3
+    assert result.stderr.count("trying again with the same idempotency key") == 3
+    assert "(tried 4 times)" in result.stderr and "Traceback" not in result.stderr
+
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x1b[31mred\x1b[0m \x9b6n \u202eevil\r"
+
+
+def test_text_from_the_server_cannot_drive_the_terminal(cli, queue, member_user):
+    """A job's output, a failure reason, a warning or a history message with escape sequences is shown, not obeyed."""
+    from launchq.models import RunEvent
+    from launchq.runs import launch_run
+
+    run = launch_run(queue, member_user, {"aws_instance": "ml.p3.xlarge"}, project="proj", job={"command": "true"})
+    Run.objects.filter(pk=run.pk).update(
+        output=f"epoch 1\tloss 0.5\n{HOSTILE}\nepoch 2\r\n", failure_reason=f"died {HOSTILE}", warnings=[f"macro {HOSTILE}"],
+        values={"aws_instance": HOSTILE},
+    )
+    RunEvent.objects.create(run=run, state="pending", message=f"note {HOSTILE}")
+
+    shown, listed, as_json = cli("run", "ml", run.run_id), cli("runs", "ml/train"), cli("run", "ml", run.run_id, "--json")
+
+    for result in (shown, listed, as_json):
+        assert result.returncode == 0, result.stderr
+        assert not set(result.stdout) & {"\x1b", "\x07", "\x9b", "\u202e", "\r"}, result.stdout
+    assert "  epoch 1\tloss 0.5\n" in shown.stdout  # tabs and newlines of the output stay
+    assert r"\x1b]0;owned\x07\x1b[2J\x1b[31mred\x1b[0m \x9b6n \u202eevil" in shown.stdout
+    for text in ("FAILED: died \\x1b", "warning: macro \\x1b", "note \\x1b", "aws_instance=\\x1b"):
+        assert text in shown.stdout
+    assert "aws_instance=\\x1b]0;owned" in listed.stdout
+    assert json.loads(as_json.stdout)["output"] == f"epoch 1\tloss 0.5\n{HOSTILE}\nepoch 2\r\n"  # the JSON is still the server's
+
+
+def test_refusals_from_the_server_cannot_drive_the_terminal(cli):
+    result = cli("launch", "ml/train", "-s", "aws_instance=ml.p3.xlarge", "-s", "\x1b[2Jcolor=red", "-c", "true")
+
+    assert result.returncode == 1
+    assert "\x1b" not in result.stderr and "\\x1b[2Jcolor" in result.stderr
