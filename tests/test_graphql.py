@@ -95,8 +95,8 @@ def answer(ask, operation: str, **variables) -> dict:
 
 
 def refused(result: dict) -> dict:
-    """The one error of a failed answer, checked for the shape the client reads."""
-    assert result["data"] is None
+    """The one error of a failed answer, checked for the shape the client reads: nothing answered beside it."""
+    assert result["data"] is None or set(result["data"].values()) == {None}
     assert len(result["errors"]) == 1
     return result["errors"][0]
 
@@ -597,3 +597,109 @@ def test_get_viewer_has_the_user_fragment(ask, member_user, token):
     assert (viewer.username, viewer.entity, viewer.name) == ("max", "ml", "max")
     assert [edge.node.name for edge in viewer.api_keys.edges] == ["wandb"]
     assert token not in json.dumps(result)  # names and first characters only
+
+
+# --- one push per request, and what a push that came again gets ------------------
+
+PUSH = 'push{n}: pushToRunQueueByName(input: {{entityName: "ml", projectName: "proj", queueName: "sagemaker-queue", runSpec: {spec}, templateVariableValues: {values}}}) {{ runQueueItemId }}'
+
+
+def push_field(n: int, instance: str) -> str:
+    return PUSH.format(n=n, spec=json.dumps(spec()), values=json.dumps(json.dumps({"aws_instance": instance})))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # the audit's request: one valid push and one refused
+        "mutation { %s %s }" % (push_field(1, "ml.m4.xlarge"), push_field(2, "ml.p4d.24xlarge")),
+        # sixty valid ones
+        "mutation { %s }" % " ".join(push_field(n, "ml.m4.xlarge") for n in range(60)),
+        # hidden in fragments, and by id
+        "mutation { ...A ... on Mutation { %s } } fragment A on Mutation { %s }" % (push_field(1, "ml.m4.xlarge"), push_field(2, "ml.p3.xlarge")),
+        'mutation { %s byId: pushToRunQueue(input: {queueID: "x", runSpec: "{}"}) { runQueueItemId } }' % push_field(1, "ml.m4.xlarge"),
+    ],
+    ids=["valid-and-refused", "sixty", "fragments", "by-name-and-by-id"],
+)
+def test_a_request_with_several_pushes_is_refused_before_anything_is_enqueued(ask, sagemaker, query):
+    status, result = ask({"query": query})
+
+    assert status == 200
+    assert result["data"] is None
+    assert [e["extensions"]["code"] for e in result["errors"]] == ["ONE_PUSH_PER_REQUEST"]
+    assert not Run.objects.exists()
+
+
+def test_a_push_and_a_fragment_spread_twice_is_one_push(ask, sagemaker):
+    query = "mutation { ...A ...A } fragment A on Mutation { %s }" % push_field(1, "ml.m4.xlarge")
+
+    status, result = ask({"query": query})
+
+    assert status == 200 and "errors" not in result, result
+    assert result["data"]["push1"]["runQueueItemId"] == Run.objects.get().run_id
+
+
+def test_a_push_that_failed_after_enqueueing_says_what_was_enqueued(ask, sagemaker, monkeypatch):
+    """The answer names the run that was enqueued beside the error, instead of `data: null`."""
+    import launchq.graphql.schema as schema
+
+    def broken(value):
+        raise RuntimeError("cannot write the run spec")
+
+    monkeypatch.setattr(schema.SCHEMA.type_map["JSONString"], "coerce_output_value", broken)
+    result = answer(
+        ask, "pushToRunQueueByName", entityName="ml", queueName="sagemaker-queue", runSpec=spec(),
+        templateVariableValues=json.dumps({"aws_instance": "ml.m4.xlarge"}),
+    )
+
+    assert result["data"]["pushToRunQueueByName"]["runQueueItemId"] == Run.objects.get().run_id
+    assert result["data"]["pushToRunQueueByName"]["runSpec"] is None
+    assert [e["extensions"]["code"] for e in result["errors"]] == ["INTERNAL_SERVER_ERROR"]
+
+
+def test_the_same_push_again_is_taken_as_the_clients_retry(ask, sagemaker, settings):
+    """The wandb client sends no idempotency key and sends a push again when its answer is lost."""
+    push = {"entityName": "ml", "queueName": "sagemaker-queue", "runSpec": spec(), "templateVariableValues": json.dumps({"aws_instance": "ml.m4.xlarge"})}
+
+    first = answer(ask, "pushToRunQueueByName", **push)["data"]["pushToRunQueueByName"]["runQueueItemId"]
+    again = answer(ask, "pushToRunQueueByName", **push)["data"]["pushToRunQueueByName"]["runQueueItemId"]
+    queue_id = answer(ask, "GetRunQueueMetadata", entityName="ml", runQueue="sagemaker-queue")["data"]["project"]["runQueue"]["id"]
+    fallback = answer(ask, "pushToRunQueue", queueID=queue_id, runSpec=push["runSpec"], templateVariableValues=push["templateVariableValues"])
+    named = answer(ask, "pushToRunQueueByName", **{**push, "runSpec": spec(name="seed-2")})["data"]["pushToRunQueueByName"]["runQueueItemId"]
+
+    assert again == first == fallback["data"]["pushToRunQueue"]["runQueueItemId"]
+    assert named != first
+    assert Run.objects.count() == 2
+    assert "taken as the client's retry" in Run.objects.get(run_id=first).events.last().message
+
+    settings.LAUNCHQ_WANDB_REPLAY_SECONDS = 0
+    assert answer(ask, "pushToRunQueueByName", **push)["data"]["pushToRunQueueByName"]["runQueueItemId"] != first
+
+
+def test_the_same_push_after_the_window_is_a_new_run(ask, sagemaker):
+    from launchq.models import IdempotencyKey
+
+    push = {"entityName": "ml", "queueName": "sagemaker-queue", "runSpec": spec(), "templateVariableValues": json.dumps({"aws_instance": "ml.m4.xlarge"})}
+    first = answer(ask, "pushToRunQueueByName", **push)["data"]["pushToRunQueueByName"]["runQueueItemId"]
+    key = IdempotencyKey.objects.get()
+    assert key.expires_at - key.created_at == timezone.timedelta(seconds=60)
+    IdempotencyKey.objects.update(expires_at=timezone.now())
+
+    assert answer(ask, "pushToRunQueueByName", **push)["data"]["pushToRunQueueByName"]["runQueueItemId"] != first
+
+
+def test_a_graphql_client_may_send_an_idempotency_key(token, sagemaker):
+    client = Client()
+    push = body("pushToRunQueueByName", entityName="ml", queueName="sagemaker-queue", runSpec=spec(),
+                templateVariableValues=json.dumps({"aws_instance": "ml.m4.xlarge"}))
+
+    def send(data, key):
+        return client.post("/graphql", json.dumps(data), content_type="application/json",
+                           headers={"Authorization": basic(token), "Idempotency-Key": key}).json()
+
+    first = send(push, "k-1")["data"]["pushToRunQueueByName"]["runQueueItemId"]
+    other = send({**push, "variables": {**push["variables"], "templateVariableValues": json.dumps({"aws_instance": "ml.p3.xlarge"})}}, "k-1")
+
+    assert send(push, "k-1")["data"]["pushToRunQueueByName"]["runQueueItemId"] == first
+    assert refused(other)["extensions"]["problems"][0]["code"] == "idempotency_key_reused"
+    assert Run.objects.count() == 1

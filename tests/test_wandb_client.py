@@ -20,6 +20,7 @@ from django.utils import timezone
 from launchq.graphql.views import BAD_KEY
 from launchq.guardrails import Field, FieldType, GuardrailError, check_values
 from launchq.models import ApiToken, Priority, Run
+from tests.proxy import LosingProxy
 
 WANDB = Path(sys.executable).with_name("wandb")
 TIMEOUT = 120
@@ -165,3 +166,18 @@ def test_revoked_token_fails(wandb_env, queues, member_user):
     result = launch_add(wandb_env, queue_name="sagemaker-queue", template_variables={"aws_instance": "ml.m4.xlarge"})
     assert result.returncode == 3 and BAD_KEY in result.stdout
     assert not Run.objects.exists()
+
+
+def test_a_push_whose_answer_was_lost_makes_one_run(wandb_env, queues, live_server):
+    """The client sends the push again, byte for byte and with no key, when the connection drops after launchq enqueued
+    it; launchq takes the identical push as that retry (LAUNCHQ_WANDB_REPLAY_SECONDS) and answers with the first run."""
+    with LosingProxy(live_server.thread.port, marker=b"pushToRunQueueByName") as proxy:
+        result = launch_add({**wandb_env, "WANDB_BASE_URL": proxy.url}, queue_name="sagemaker-queue",
+                            template_variables={"aws_instance": "ml.p3.xlarge"})
+
+    assert result.returncode == 0, output(result)
+    run = Run.objects.get()
+    assert f"QUEUED {run.run_id}" in result.stdout
+    pushes = [f for f in proxy.forwarded if b"pushToRunQueueByName" in f.body]
+    assert [p.dropped for p in pushes] == [True, False]
+    assert pushes[0].body == pushes[1].body and pushes[0].head == pushes[1].head  # nothing tells the two apart

@@ -15,8 +15,10 @@ import binascii
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 
 from launchq.graphql.run_spec import RunSpecRefused, read_run_spec
@@ -142,14 +144,14 @@ def resolve_push_to_run_queue_by_name(_root, info, input: Mapping[str, Any]) -> 
     person(info.context)
     membership = _membership(info.context.user, input["entityName"])
     queue = _queue(membership.team, input["queueName"])
-    run, spec = _push(queue, info.context.user, input)
+    run, spec = _push(queue, info.context, input)
     return {"runQueueItemId": run.run_id, "runSpec": spec}
 
 
 def resolve_push_to_run_queue(_root, info, input: Mapping[str, Any]) -> dict[str, Any]:  # noqa: A002
     person(info.context)
     queue = queue_by_id(info.context.user, input["queueID"], "RunQueue", "queue")
-    run, _ = _push(queue, info.context.user, input)
+    run, _ = _push(queue, info.context, input)
     return {"runQueueItemId": run.run_id}
 
 
@@ -196,7 +198,11 @@ def default_entity(user, teams: list[Team]) -> str:
 # --- private -------------------------------------------------------------------
 
 
-def _push(queue: Queue, user, data: Mapping[str, Any]) -> tuple[Run, dict[str, Any]]:
+def _push(queue: Queue, context: Context, data: Mapping[str, Any]) -> tuple[Run, dict[str, Any]]:
+    """Launch what a push asks for. The wandb client sends no idempotency key, and sends the same push again when
+    an answer is lost; so without an `Idempotency-Key` header the push's content is its key for a short while."""
+    user = context.user
+    window = settings.LAUNCHQ_WANDB_REPLAY_SECONDS
     values = data.get("templateVariableValues")
     if values is None:
         values = {}
@@ -208,6 +214,8 @@ def _push(queue: Queue, user, data: Mapping[str, Any]) -> tuple[Run, dict[str, A
         run = launch_run(
             queue, user, values, project=launch.project, name=launch.name, job=launch.job,
             priority=data.get("priority"), via="wandb",
+            idempotency_key=context.request.headers.get("Idempotency-Key") if context.request is not None else None,
+            replay_window=timedelta(seconds=window) if window > 0 else None,
         )
     except (RunSpecRefused, LaunchRefused) as refused:
         refusal = _refusal(queue, refused.problems)

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from graphql import (
-    DocumentNode, GraphQLError, GraphQLSchema, NonNullTypeNode, StringValueNode, build_schema, execute, parse, validate,
+    DocumentNode, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError, GraphQLSchema, InlineFragmentNode,
+    NonNullTypeNode, OperationDefinitionNode, OperationType, SelectionSetNode, StringValueNode, build_schema, execute,
+    get_operation_ast, parse, validate,
 )
 
 from launchq import strictjson
@@ -34,6 +36,10 @@ UNKNOWN_FIELD_HINT = (
 )
 JSON_NOT_TEXT = "A JSONString must be a string holding JSON, like \"{{\\\"k\\\": \\\"v\\\"}}\" (got {kind})."
 JSON_INVALID = "A JSONString must hold valid JSON: {reason}."
+ONE_PUSH = (
+    "A request may push one run; this one has {count} pushes ({names}), so nothing was done."
+    " Send each push as its own request: each gets its own answer."
+)
 
 RESOLVERS = {
     "Query": {
@@ -95,25 +101,32 @@ def parse_json_literal(node: Any) -> Any:
 
 
 SCHEMA = make_schema()
+PUSHES = frozenset({"pushToRunQueueByName", "pushToRunQueue"})  # the mutations that launch a run
 
 
 def run_operation(query: str, variables: dict[str, Any] | None, operation_name: str | None, context: Context) -> dict[str, Any]:
     """Parse, validate and execute one operation; the answer as the GraphQL response dict.
 
-    When anything went wrong the answer is `{"errors": [...], "data": null}`: the
-    `wandb` client reads that as a failure and prints the first message.
+    A request refused before it runs (syntax, validation, more than one push)
+    answers `{"errors": [...], "data": null}`: nothing was done. When a field
+    of a mutation fails while it runs, `data` says what was done (the failed
+    field null) beside the errors; a query that failed keeps `data` null, as
+    the client expects. The `wandb` client takes any error as a failure and
+    prints the first message.
     """
     try:
         document = parse(query, max_tokens=MAX_TOKENS)
     except GraphQLError as error:
         return {"errors": [_format(error)], "data": None}
-    errors = validate(SCHEMA, document, max_errors=MAX_VALIDATION_ERRORS)
+    errors = validate(SCHEMA, document, max_errors=MAX_VALIDATION_ERRORS) or _several_pushes(document)
     if errors:
         return {"errors": [_format(error, hint=UNKNOWN_FIELD_HINT) for error in errors], "data": None}
     variables = _unused_nulls_filled(document, variables)
     result = execute(SCHEMA, document, variable_values=variables, operation_name=operation_name, context_value=context)
     if result.errors:
-        return {"errors": [_format(error) for error in result.errors], "data": None}
+        operation = get_operation_ast(document, operation_name)
+        done = result.data if operation is not None and operation.operation == OperationType.MUTATION else None
+        return {"errors": [_format(error) for error in result.errors], "data": done}
     return {"data": result.data}
 
 
@@ -132,6 +145,32 @@ def _unused_nulls_filled(document: DocumentNode, variables: dict[str, Any] | Non
     return filled
 
 
+def _several_pushes(document: DocumentNode) -> list[GraphQLError]:
+    """An error for a mutation that pushes more than one run (aliases, fragments): each push must get its own answer."""
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    for operation in document.definitions:
+        if not isinstance(operation, OperationDefinitionNode) or operation.operation != OperationType.MUTATION:
+            continue
+        pushes = [f for f in _root_fields(operation.selection_set, fragments, set()) if f.name.value in PUSHES]
+        if len(pushes) > 1:
+            names = ", ".join((f.alias or f.name).value for f in pushes[:5]) + (", ..." if len(pushes) > 5 else "")
+            message = ONE_PUSH.format(count=len(pushes), names=names)
+            return [GraphQLError(message, pushes, extensions={"code": "ONE_PUSH_PER_REQUEST"})]
+    return []
+
+
+def _root_fields(selections: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode], spread: set[str]):
+    """The fields of a selection, through inline fragments and fragment spreads (each fragment once)."""
+    for selection in selections.selections:
+        if isinstance(selection, FieldNode):
+            yield selection
+        elif isinstance(selection, InlineFragmentNode):
+            yield from _root_fields(selection.selection_set, fragments, spread)
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in spread:
+            spread.add(selection.name.value)
+            yield from _root_fields(fragments[selection.name.value].selection_set, fragments, spread)
+
+
 def _format(error: GraphQLError, hint: str = "") -> dict[str, Any]:
     original = error.original_error
     if isinstance(original, Refusal):
@@ -146,4 +185,6 @@ def _format(error: GraphQLError, hint: str = "") -> dict[str, Any]:
     formatted: dict[str, Any] = {"message": message}
     if error.locations:
         formatted["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+    if error.extensions:
+        formatted["extensions"] = error.extensions
     return formatted
