@@ -195,3 +195,25 @@ def log_in(page, live_server, username: str, password: str = PASSWORD) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{live_server.url}/launch/")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter):
+    """Say which engine tests did not run because their engine is not prepared, and the one command that prepares it.
+
+    (A wrapper, so it comes after pytest's own short summary and stays in sight.)
+    """
+    from tests.servers import NOT_PREPARED
+
+    yield
+    missing: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if NOT_PREPARED in reason:
+            engine = reason.split(f"{NOT_PREPARED}: ", 1)[1].split(" ", 1)[0]
+            missing[engine] = missing.get(engine, 0) + 1
+    if missing:
+        terminalreporter.section("engines not prepared", yellow=True)
+        for engine, count in sorted(missing.items()):
+            terminalreporter.line(f"{count} {engine} test(s) did not run: their engine is not prepared here.")
+        terminalreporter.line("Prepare them all with: .ci/engines   (as root; builds into a cache outside the work tree, once)")
