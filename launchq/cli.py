@@ -47,6 +47,7 @@ from urllib.request import Request, urlopen
 VERSION = "1"
 REFUSED, USAGE, UNREACHABLE = 1, 2, 3
 PRIORITIES = ("critical", "high", "medium", "low")
+DONE_STATES = ("finished", "failed", "cancelled", "handed_over")
 TYPE_LABELS = {"string": "String", "integer": "Integer", "number": "Float"}
 RETRY_WAITS = (0.5, 1.0, 2.0)  # seconds before each new try of a launch whose answer was lost
 GATEWAY_ERRORS = (502, 503, 504)  # a proxy or a restarting server: worth another try
@@ -322,7 +323,7 @@ def cmd_runs(client: Client, args: argparse.Namespace) -> Any:
         out(f"No runs on {team}/{queue}{' in state ' + args.state if args.state else ''}" + (" on this page." if page["offset"] else " yet."))
         return None
     rows = [
-        [r["run_id"], r["name"], r["state"] + (" (cancel requested)" if r["cancel_requested"] and r["state"] not in ("finished", "failed", "cancelled") else ""),
+        [r["run_id"], r["name"], _state(r),
          r.get("priority") or "-", r["project"], r["launched_by"] or "-", _when(r["created_at"]), _values(r["values"]) or "-"]
         for r in page["items"]
     ]
@@ -341,12 +342,22 @@ def cmd_run(client: Client, args: argparse.Namespace) -> Any:
     return None
 
 
+def _state(run: dict[str, Any]) -> str:
+    """A run's state as people read it: "handed over (not followed by launchq)", "running (cancel requested)"."""
+    state = run["state"]
+    if state == "handed_over":
+        return "handed over (a submit command took the job; launchq does not follow it)"
+    if run["cancel_requested"] and state not in DONE_STATES:
+        return f"{state} (cancel requested)"
+    return state
+
+
 def show_run(run: dict[str, Any]) -> None:
     out(f"{run['name']} (run {run['run_id']})")
     if run["failure_reason"]:
         out(f"FAILED: {run['failure_reason']}")
     facts = [
-        ("state", run["state"] + (" (cancel requested)" if run["cancel_requested"] and run["state"] not in ("finished", "failed", "cancelled") else "")),
+        ("state", _state(run)),
         ("queue", f"{run['team']}/{run['queue']} (config v{run['config_version']})"),
         ("project", run["project"]),
         ("priority", run["priority"]),
@@ -441,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("queue", type=queue_ref, metavar="TEAM/QUEUE")
     sub.add_argument("--limit", type=int, default=20, help="runs per page, 1-100 (default 20)")
     sub.add_argument("--offset", type=int, default=0, help="runs to skip (default 0)")
-    sub.add_argument("--state", choices=("pending", "leased", "starting", "running", "finished", "failed", "cancelled"))
+    sub.add_argument("--state", choices=("pending", "leased", "starting", "running", "finished", "failed", "cancelled", "handed_over"))
 
     sub = command("run", cmd_run, "show one run: values, configs, state and history")
     sub.add_argument("team", metavar="TEAM")

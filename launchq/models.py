@@ -170,11 +170,13 @@ class RunState(models.TextChoices):
     FINISHED = "finished", "finished"
     FAILED = "failed", "failed"
     CANCELLED = "cancelled", "cancelled"
+    # An agent's --submit command took the job (exit 0) for a system launchq does not follow: not known to have finished.
+    HANDED_OVER = "handed_over", "handed over"
 
 
 IN_FLIGHT = (RunState.PENDING, RunState.LEASED, RunState.STARTING, RunState.RUNNING)
 HELD_BY_AGENT = (RunState.LEASED, RunState.STARTING, RunState.RUNNING)
-DONE = (RunState.FINISHED, RunState.FAILED, RunState.CANCELLED)
+DONE = (RunState.FINISHED, RunState.FAILED, RunState.CANCELLED, RunState.HANDED_OVER)
 
 
 def new_run_id() -> str:

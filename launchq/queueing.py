@@ -34,7 +34,7 @@ from launchq.runs import InvalidTransition, move
 
 OUTPUT_TAIL = 64 * 1024
 SWEEP_BATCH = 200
-REPORTABLE = (RunState.STARTING, RunState.RUNNING, RunState.FINISHED, RunState.FAILED, RunState.CANCELLED)
+REPORTABLE = (RunState.STARTING, RunState.RUNNING, RunState.FINISHED, RunState.FAILED, RunState.CANCELLED, RunState.HANDED_OVER)
 AGENT_STATUSES = ("polling", "running", "offline")
 
 LEASE_LOST = "Run {run} is no longer leased to agent {agent}: {why}."

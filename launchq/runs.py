@@ -86,11 +86,12 @@ class InvalidTransition(Exception):
 TRANSITIONS: dict[str, set[str]] = {
     RunState.PENDING: {RunState.LEASED, RunState.CANCELLED, RunState.FAILED},
     RunState.LEASED: {RunState.STARTING, RunState.RUNNING, RunState.PENDING, RunState.FAILED, RunState.CANCELLED},
-    RunState.STARTING: {RunState.RUNNING, RunState.PENDING, RunState.FAILED, RunState.CANCELLED, RunState.FINISHED},
-    RunState.RUNNING: {RunState.FINISHED, RunState.FAILED, RunState.CANCELLED, RunState.PENDING},
+    RunState.STARTING: {RunState.RUNNING, RunState.PENDING, RunState.FAILED, RunState.CANCELLED, RunState.FINISHED, RunState.HANDED_OVER},
+    RunState.RUNNING: {RunState.FINISHED, RunState.FAILED, RunState.CANCELLED, RunState.PENDING, RunState.HANDED_OVER},
     RunState.FINISHED: set(),
     RunState.FAILED: set(),
     RunState.CANCELLED: set(),
+    RunState.HANDED_OVER: set(),
 }
 
 

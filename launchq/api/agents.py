@@ -3,7 +3,7 @@
     POST heartbeat                  hello / still here (status polling|offline); the queues it serves
     POST pop                        lease the next run (200) or nothing to do (204)
     POST runs/{run_id}/heartbeat    keep the lease; the answer says whether to cancel
-    POST runs/{run_id}/state        starting, running, finished, failed (with reason), cancelled
+    POST runs/{run_id}/state        starting, running, finished, failed (with reason), cancelled, handed_over
     POST runs/{run_id}/output       the job's output (appended, or the agent's whole tail)
     POST runs/{run_id}/resolved     resolved config, warnings, Dockerfile, image URI
 
@@ -85,7 +85,7 @@ class RunBeat(Schema):
 
 
 class StateIn(Schema):
-    state: Literal["starting", "running", "finished", "failed", "cancelled"]
+    state: Literal["starting", "running", "finished", "failed", "cancelled", "handed_over"]
     message: str = Field("", max_length=10_000)
     reason: str = Field("", max_length=10_000)
     exit_code: int | None = None

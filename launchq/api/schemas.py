@@ -137,7 +137,7 @@ class RunSummary(Schema):
     team: str
     queue: str
     project: str
-    state: str = Field(..., description="pending, leased, starting, running, finished, failed or cancelled")
+    state: str = Field(..., description="pending, leased, starting, running, finished, failed, cancelled or handed_over (a --submit command took the job; launchq does not follow it)")
     priority: PriorityName
     values: dict[str, Any] = Field(..., description="The template fields' typed values.")
     launched_by: str | None
