@@ -52,6 +52,41 @@ training:
 output_dir: /tmp/launchq-demo/${run_id}
 """
 
+KUBERNETES_CONFIG = """\
+# A batch/v1 Job manifest. The agent names it <metadata.name>-<run id>, labels the
+# Job and its Pods (launchq/run-id, team, project, queue), gives its first container
+# the run's image (this one when the run names none), command and LAUNCHQ_* identity,
+# and follows it to Complete or Failed. Deleting the Job is how a run is cancelled.
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: train
+  namespace: default
+  labels:
+    launched-into: ${project_name}
+spec:
+  backoffLimit: 0
+  activeDeadlineSeconds: {{max_runtime_seconds}}
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: train
+          image: busybox:1.36
+          command: ["sh", "-c", "echo training ${run_name} on {{gpus}} GPUs; sleep 10"]
+          resources:
+            limits:
+              memory: "{{memory}}"
+              nvidia.com/gpu: {{gpus}}
+"""
+
+GPUS = Field("gpus", FieldType.INTEGER, description="GPUs for the training Pod.", minimum=0, maximum=4, default=0)
+MEMORY = Field("memory", FieldType.STRING, description="The Pod's memory limit.", allowed=("2Gi", "8Gi", "32Gi"), default="2Gi")
+MAX_RUNTIME = Field(
+    "max_runtime_seconds", FieldType.INTEGER, description="The Job is stopped (DeadlineExceeded) after this many seconds.",
+    minimum=60, maximum=86400, default=3600,
+)
+
 EPOCHS = Field(
     "epochs", FieldType.INTEGER, description="How many epochs the demo job trains for (one second each).",
     minimum=1, maximum=10, default=3,
@@ -93,7 +128,7 @@ AWS_INSTANCE = Field(
 
 
 class Command(BaseCommand):
-    help = "Create the demo team, its admin and member users, a project, three queues and an agent (idempotent)."
+    help = "Create the demo team, its admin and member users, a project, four queues and an agent (idempotent)."
 
     def handle(self, *args, **options) -> None:
         password, source = _password()
@@ -113,6 +148,12 @@ class Command(BaseCommand):
                 create_queue(
                     team, admin, "gpu-queue", Resource.LOCAL_CONTAINER, ACCELERATOR_CONFIG, "json", {},
                     "Builds run images on a TensorFlow GPU base image.",
+                )
+            if not Queue.objects.filter(team=team, name="kubernetes-queue").exists():
+                create_queue(
+                    team, admin, "kubernetes-queue", Resource.KUBERNETES, KUBERNETES_CONFIG, "yaml",
+                    {"gpus": GPUS, "memory": MEMORY, "max_runtime_seconds": MAX_RUNTIME},
+                    "Runs each launch as a Kubernetes Job on the cluster of the agent's kubeconfig.",
                 )
             job_path = _demo_job()
             if not Queue.objects.filter(team=team, name="local-queue").exists():
