@@ -102,7 +102,8 @@ class Cluster:
         )
         context = ssl.create_default_context(cafile=str(self.ca))
         with urllib.request.urlopen(request, context=context, timeout=30) as response:
-            return json.loads(response.read() or b"{}")
+            raw = response.read()
+        return json.loads(raw or b"{}") if response.headers.get_content_type() == "application/json" else raw.decode()
 
 
 @contextmanager
@@ -138,7 +139,7 @@ def kubernetes_cluster(workdir: Path):
             "--service-account-key-file", str(workdir / "sa.key"), "--service-account-signing-key-file", str(workdir / "sa.key"),
             "--service-account-issuer", "https://kubernetes.default.svc", "--disable-admission-plugins", "ServiceAccount",
             "--service-cluster-ip-range", "10.250.0.0/24", "--enable-priority-and-fairness=false",
-            "--kubelet-preferred-address-types", "InternalIP", "--v", "1",
+            "--kubelet-preferred-address-types", "InternalIP", "--endpoint-reconciler-type", "none", "--v", "1",
         ], workdir / "kube-apiserver.log"))
         host = f"https://127.0.0.1:{port}"
         ca = certs / "apiserver.crt"
@@ -150,7 +151,7 @@ def kubernetes_cluster(workdir: Path):
             "contexts": [{"name": "launchq-test", "context": {"cluster": "launchq-test", "user": "admin"}}],
         }))
         cluster = Cluster(host, kubeconfig, token, ca, workdir)
-        wait_for(lambda: ca.exists() and cluster.api("/readyz?verbose"), timeout=120, what="kube-apiserver",
+        wait_for(lambda: ca.exists() and cluster.api("/readyz") == "ok", timeout=120, what="kube-apiserver",
                  process=servers[-1].process, log=servers[-1].log)
         servers.append(Server([
             str(controller), "--kubeconfig", str(kubeconfig), "--controllers", "job,garbagecollector",
