@@ -41,6 +41,8 @@ WANDB_RUN_STATES = {
     RunState.FINISHED: "finished",
     RunState.FAILED: "failed",
     RunState.CANCELLED: "failed",
+    # W&B has no word for a job handed to another system: it was started there, and launchq does not know its end.
+    RunState.HANDED_OVER: "running",
 }
 NOT_TAKEN = (RunState.PENDING, RunState.LEASED)
 
