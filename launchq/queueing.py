@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from launchq.models import HELD_BY_AGENT, Agent, Run, RunState
+from launchq.models import HELD_BY_AGENT, Agent, Run, RunEvent, RunState
 from launchq.runs import InvalidTransition, move
 
 OUTPUT_TAIL = 64 * 1024
@@ -150,6 +150,7 @@ def report_state(agent: Agent, run_id: str, to: str, *, message: str = "", reaso
         if run.state == to:
             _extend(run)
             run.save(update_fields=["lease_expires_at", "updated_at"])
+            _note(run, to, message, agent)
             return run
         changes: dict[str, Any] = {"lease_expires_at": _lease_end()}
         if to == RunState.RUNNING and run.started_at is None:
@@ -162,6 +163,15 @@ def report_state(agent: Agent, run_id: str, to: str, *, message: str = "", reaso
         move(run, to, message=text[:2000], agent=agent, **changes)
         touch(agent, "polling" if run.done else "running")
     return run
+
+
+def _note(run: Run, state: str, message: str, agent: Agent) -> None:
+    """A new word on a run that stays in its state (a Pod still waiting, now for another reason) joins its history."""
+    if not message:
+        return
+    last = run.events.order_by("-at", "-id").values_list("message", flat=True).first()
+    if last != message[:2000]:
+        RunEvent.objects.create(run=run, state=state, message=message[:2000], agent=agent)
 
 
 def record_resolved(agent: Agent, run_id: str, **fields: Any) -> Run:

@@ -62,3 +62,21 @@ def test_the_cli_says_handed_over_in_words(handed_over, cli):  # noqa: F811
     assert "handed over (a submit command took the job; launchq does not follow it)" in shown.stdout
     listed = cli("runs", "ml/k8s-submit", "--state", "handed_over")
     assert listed.returncode == 0 and handed_over.run_id in listed.stdout and "finished" not in listed.stdout
+
+
+def test_a_new_word_on_a_run_in_the_same_state_joins_its_history_once(client, team, queue, admin_user, member_user):
+    """A remote job waits in `starting` for one reason, then another: the run page shows each, not a repeat."""
+    agent, token = Agent.issue(team, "box-2", created_by=admin_user)
+    agent.queues.add(queue)
+    run = launch_run(queue, member_user, {}, project="proj", job={"image": "ghcr.io/team/train:1"})
+
+    def state(body):
+        return client.post(f"/api/agent/runs/{run.run_id}/state", body, content_type="application/json",
+                           headers={"Authorization": f"Bearer {token}"})
+
+    client.post("/api/agent/pop", {}, content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+    waiting = "Pod launchq-x-abc is waiting to be scheduled: Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    for message in ("Submitted Kubernetes Job launchq-x (default).", waiting, waiting, "Pod launchq-x-abc is waiting: ContainerCreating."):
+        assert state({"state": "starting", "message": message}).status_code == 200
+    messages = [e.message for e in run.events.filter(state="starting")]
+    assert messages == ["Submitted Kubernetes Job launchq-x (default).", waiting, "Pod launchq-x-abc is waiting: ContainerCreating."]
