@@ -183,6 +183,15 @@ def page(browser):
     context.close()
 
 
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory):
+    """A real Kubernetes API server with etcd and the Job controller, once per test session (see tests/servers.py)."""
+    from tests.servers import kubernetes_cluster
+
+    with kubernetes_cluster(tmp_path_factory.mktemp("kube")) as cluster:
+        yield cluster
+
+
 @pytest.fixture
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)

@@ -135,3 +135,21 @@ def test_a_source_directory_is_built_on_the_accelerator_base_image_pushed_and_ru
     assert engine.logs(handle) == "trained bld00001 3\n"
     engine.remove(handle)
     assert Path(tmp_path / "work" / "Dockerfile").read_text() == plan.dockerfile
+
+
+def test_followed_as_the_agent_does_a_container_is_removed_after_its_end_and_stopped_when_the_run_is_lost(docker, engine):
+    from launchq.agent.remote import LetGo
+    from tests.test_remote import Follower
+
+    done = Follower(engine, spec("flw00001", ["sh", "-c", "echo working; sleep 1; echo done"]), local=True)
+    done.run()
+    assert done.result.state == FINISHED and done.outputs[-1] == "working\ndone\n"
+    assert docker.cli("ps", "--all", "--quiet", "--filter", "label=launchq.run-id=flw00001").stdout.strip() == ""
+
+    lost = Follower(engine, spec("flw00002", ["sh", "-c", "trap 'exit 143' TERM; while true; do sleep 1; done"]), local=True)
+    lost.start()
+    lost.wait_for_report("is running")
+    lost.lost.set()
+    lost.join(60)
+    assert isinstance(lost.error, LetGo) and "was stopped" in lost.error.what
+    assert docker.cli("ps", "--quiet", "--filter", "label=launchq.run-id=flw00002").stdout.strip() == ""

@@ -15,15 +15,13 @@ import pytest
 from launchq.agent.engines import CANCELLED, FAILED, FINISHED, RUNNING, WAITING, EngineError, JobSpec
 from launchq.agent.engines.kubernetes import UNKNOWN_KEY, KubernetesEngine, job_manifest
 from tests import kube_helpers as kube
-from tests.servers import kubernetes_cluster
 
 pytestmark = pytest.mark.engine
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with kubernetes_cluster(tmp_path_factory.mktemp("kube")) as cluster:
-        yield cluster
+@pytest.fixture
+def cluster(kube_cluster):
+    return kube_cluster
 
 
 @pytest.fixture
