@@ -80,7 +80,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 @admin.register(models.Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ["name", "team", "last_seen_at", "reported_status", "revoked_at"]
+    list_display = ["name", "team", "client", "last_seen_at", "reported_status", "revoked_at"]
     readonly_fields = ["prefix", "digest", "created_at", "last_seen_at"]
     filter_horizontal = ["queues"]
 
@@ -95,3 +95,10 @@ class IdempotencyKeyAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(models.RunFile)
+class RunFileAdmin(admin.ModelAdmin):
+    list_display = ["run", "name", "size", "uploaded_at"]
+    readonly_fields = ["run", "name", "size", "uploaded_at"]
+    exclude = ["content"]

@@ -213,6 +213,9 @@ class Run(models.Model):
     exit_code = models.IntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    tracked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the job's own wandb run (wandb.init under a W&B agent) first reached launchq."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -270,6 +273,29 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} → {self.run_id}"
+
+
+class RunFile(models.Model):
+    """A file a W&B agent or its job uploaded for a run (the agent's error.log, the job's output.log, ...)."""
+
+    MAX_BYTES = 1024 * 1024  # the first MiB is kept; the page says when a file was longer
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=512)
+    content = models.BinaryField(blank=True)
+    size = models.BigIntegerField(default=0, help_text="The uploaded size, which may exceed what is kept.")
+    uploaded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="one_file_per_name")]
+
+    def __str__(self) -> str:
+        return f"{self.run.run_id}/{self.name}"
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > len(self.content)
 
 
 TOKEN_ALPHABET = string.ascii_letters + string.digits
@@ -330,6 +356,10 @@ class Agent(models.Model):
     reported_status = models.CharField(max_length=16, blank=True, help_text="What the agent last said it was doing.")
     hostname = models.CharField(max_length=255, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    client = models.CharField(
+        max_length=64, blank=True,
+        help_text="W&B's launch agent and its version (wandb@0.31.0) when `wandb launch-agent` registered it; empty for launchq's own agent.",
+    )
 
     objects = TokenQuerySet.as_manager()
 
@@ -341,10 +371,16 @@ class Agent(models.Model):
         return f"{self.team.slug}/{self.name}"
 
     @classmethod
-    def issue(cls, team: Team, name: str, created_by=None) -> tuple[Agent, str]:
-        token = cls.PREFIX + secrets.token_urlsafe(32)
-        agent = cls.objects.create(team=team, name=name, prefix=token[:10], digest=hash_token(token), created_by=created_by)
+    def issue(cls, team: Team, name: str, created_by=None, **fields) -> tuple[Agent, str]:
+        # Letters and digits only, so W&B's agent takes the token as its API key too (see ApiToken.issue).
+        token = cls.PREFIX + "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(43))
+        agent = cls.objects.create(team=team, name=name, prefix=token[:10], digest=hash_token(token), created_by=created_by, **fields)
         return agent, token
+
+    @property
+    def is_wandb(self) -> bool:
+        """Whether this is W&B's own launch agent (`wandb launch-agent`), talking to launchq's GraphQL door."""
+        return bool(self.client)
 
     @property
     def state(self) -> str:

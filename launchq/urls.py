@@ -6,6 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from launchq.api import api
+from launchq.graphql import files
 from launchq.graphql.views import graphql
 from launchq.views import agents, config, queues, runs, tokens
 
@@ -40,12 +41,16 @@ app_urls = [
     path("teams/<slug:team>/queues/<str:queue>/", include(queue_urls)),
     path("teams/<slug:team>/runs/<str:run_id>/", runs.run_detail, name="run_detail"),
     path("teams/<slug:team>/runs/<str:run_id>/cancel/", runs.run_cancel, name="run_cancel"),
+    path("teams/<slug:team>/runs/<str:run_id>/files/<path:name>", runs.run_file, name="run_file"),
 ]
 
 urlpatterns = [
     path("", include((app_urls, app_name))),
     path("api/", api.urls),
     path("graphql", graphql, name="graphql"),
+    # W&B's agent and its jobs: a run's console lines, and the files they upload (see launchq/graphql/files.py)
+    path("files/<str:entity>/<str:project>/<str:run>/file_stream", files.file_stream, name="launchq_file_stream"),
+    path("files/uploads/<str:token>", files.file_upload, name="launchq_file_upload"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("favicon.ico", RedirectView.as_view(url=static("launchq/favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),

@@ -48,6 +48,8 @@ def test_admin_registers_an_agent_and_sees_its_token_once(client, admin_user, qu
     token = page.split('id="new-token" class="code wide" type="text" value="')[1].split('"')[0]
     assert token.startswith("lqa_") and token.startswith(agent.prefix)
     assert f"LAUNCHQ_AGENT_TOKEN={token} python -m launchq.agent --url http://testserver --queue gpu-queue --queue local-queue" in page
+    # ...and the same token starts W&B's own agent (see tests/test_wandb_agent.py)
+    assert f"WANDB_BASE_URL=http://testserver WANDB_API_KEY={token} wandb launch-agent --entity ml --queue gpu-queue --queue local-queue" in page
     # the token works for the agent API...
     assert client.post("/api/agent/pop", {}, content_type="application/json", headers={"Authorization": f"Bearer {token}"}).status_code == 204
     # ...and is never shown again

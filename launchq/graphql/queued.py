@@ -19,7 +19,7 @@ from typing import Any
 
 from launchq.access import may_cancel
 from launchq.graphql.resolvers import Refusal, entity_node, global_id, membership_of, person, queue_by_id
-from launchq.models import Run, RunState
+from launchq.models import HELD_BY_AGENT, Run, RunState
 from launchq.runs import cancel
 
 MAX_ITEMS = 100
@@ -101,7 +101,7 @@ def run_node(run: Run) -> dict[str, Any]:
         "id": global_id("Run", run.pk),
         "name": run.run_id,
         "displayName": run.name,
-        "state": wandb_state(run),
+        "state": wandb_state(run),  # the field's resolver (graphql/agents.py) may first learn that the job ended
         "stopped": run.cancel_requested,
         "config": {key: {"value": value, "desc": None} for key, value in (run.values or {}).items()},
         "summaryMetrics": summary,
@@ -126,4 +126,8 @@ def run_node(run: Run) -> dict[str, Any]:
 
 
 def wandb_state(run: Run) -> str:
+    """W&B's state of a launchq run. Under a W&B agent a job that never called wandb.init stays `pending`:
+    the agent then reports how it ended (`failRunQueueItem`) instead of taking it as a W&B run that reported."""
+    if run.state in HELD_BY_AGENT and run.tracked_at is None and run.agent_id is not None and run.agent.is_wandb:
+        return "pending"
     return WANDB_RUN_STATES[run.state]

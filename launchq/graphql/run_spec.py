@@ -141,3 +141,73 @@ def _kind(value: object) -> str:
     return {dict: "an object", list: "a list", str: "text", bool: "true/false", int: "a number", float: "a number"}.get(
         type(value), type(value).__name__
     )
+
+
+# --- what W&B's launch agent gets ----------------------------------------------------
+
+# W&B's agent runs a plain command on local-process only for a run spec with a URI it
+# treats as a placeholder (its sweep scheduler uses one too: this one is not that).
+LOCAL_COMMAND_URI = "placeholder-launchq-command"
+# Runs the command in its source directory; the directory and the words are arguments, never shell text.
+IN_SOURCE_DIR = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh"]
+
+MEMBER_MACRO = (
+    "{field} contains ${{ (got {value!r}): W&B's launch agent fills every ${{NAME}} it receives from its own "
+    "environment, so launchq does not hand this run to a W&B agent. launchq's own agent keeps member text as written; "
+    "launch without ${{ here, or on a queue that launchq's agent serves."
+)
+NEEDS_BUILD = (
+    "This run asks launchq's agent to build an image from the source directory {value!r}; W&B's launch agent runs "
+    "images only. Launch it with an image, or on a queue that launchq's agent serves."
+)
+BAD_COMMAND = "The command cannot be split into words: {value}."
+MEMBER_TEXT = ("name", "command", "source_dir", "image")
+
+
+def member_macro_problems(*, values: Mapping[str, Any], name: str, job: Mapping[str, Any]) -> list[Problem]:
+    """Text a member typed that holds `${`: a W&B agent would fill it from its environment."""
+    problems = []
+    texts = [(key, value) for key, value in values.items()]
+    texts += [("name", name)] + [(key, job.get(key)) for key in MEMBER_TEXT[1:]]
+    for key, value in texts:
+        if isinstance(value, str) and "${" in value:
+            problems.append(Problem(key, "member_macro", MEMBER_MACRO.format(field=key, value=_short(value)), value=value))
+    return problems
+
+
+def agent_run_spec(
+    *, run_id: str, name: str, entity: str, project: str, resource: str, job: Mapping[str, Any], resource_args: Any
+) -> dict[str, Any]:
+    """The run spec W&B's launch agent runs a launchq run from; `RunSpecRefused` when it cannot.
+
+    The run's identity (`run_id`, `name`, `entity`, `project`) becomes the W&B run's, so the
+    job's own `wandb.init` reports to the same run. The rendered queue config goes to
+    `resource_args[resource]`. A local-process command becomes the entry point; on a
+    container resource the image is `docker.docker_image` and the command its arguments
+    (like `docker run IMAGE COMMAND`).
+    """
+    try:
+        words = shlex.split(job.get("command") or "")
+    except ValueError as error:
+        raise RunSpecRefused([Problem("command", "invalid", BAD_COMMAND.format(value=error))]) from None
+    spec: dict[str, Any] = {
+        "entity": entity, "project": project, "name": name, "run_id": run_id,
+        "resource": resource, "resource_args": {resource: resource_args},
+        "docker": {}, "git": {}, "overrides": {},
+    }
+    if resource == "local-process":
+        if job.get("source_dir"):
+            words = [*IN_SOURCE_DIR, job["source_dir"], *words]
+        spec["uri"] = LOCAL_COMMAND_URI
+        spec["overrides"] = {"entry_point": words}
+        return spec
+    if not job.get("image"):
+        raise RunSpecRefused([Problem("source_dir", "needs_build", NEEDS_BUILD.format(value=job.get("source_dir", "")))])
+    spec["docker"] = {"docker_image": job["image"]}
+    if words:
+        spec["overrides"] = {"args": words}
+    return spec
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

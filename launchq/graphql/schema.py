@@ -18,7 +18,7 @@ from graphql import (
 )
 
 from launchq import strictjson
-from launchq.graphql import queued, resolvers
+from launchq.graphql import agents, queued, resolvers, tracking
 from launchq.graphql.resolvers import Context, Refusal
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,10 @@ UNUSED_NON_NULL = ("projectName",)  # variables a client may send as null althou
 
 INTERNAL = "launchq could not answer {field}; the error is in the server log."
 UNKNOWN_FIELD_HINT = (
-    " launchq serves the wandb client's Launch calls: pushing runs to a queue (wandb launch, launch_add)"
-    " and waiting on them (QueuedRun, api.queued_run, api.run_queue, api.viewer); not artifacts, sweeps,"
-    " run history, files or reports. See launchq/graphql/schema.graphql."
+    " launchq serves the wandb client's Launch calls: pushing runs to a queue (wandb launch, launch_add),"
+    " waiting on them (QueuedRun, api.queued_run, api.run_queue, api.viewer) and W&B's launch agent"
+    " (wandb launch-agent); not W&B jobs, artifacts, sweeps, run history or reports."
+    " See launchq/graphql/schema.graphql."
 )
 JSON_NOT_TEXT = "A JSONString must be a string holding JSON, like \"{{\\\"k\\\": \\\"v\\\"}}\" (got {kind})."
 JSON_INVALID = "A JSONString must hold valid JSON: {reason}."
@@ -46,16 +47,29 @@ RESOLVERS = {
         "viewer": resolvers.resolve_viewer,
         "project": resolvers.resolve_project,
         "entity": resolvers.resolve_entity,
+        "launchAgent": agents.resolve_launch_agent,
     },
     "Mutation": {
         "pushToRunQueueByName": resolvers.resolve_push_to_run_queue_by_name,
         "pushToRunQueue": resolvers.resolve_push_to_run_queue,
         "deleteFromRunQueue": queued.resolve_delete_from_run_queue,
+        "createLaunchAgent": agents.resolve_create_launch_agent,
+        "updateLaunchAgent": agents.resolve_update_launch_agent,
+        "popFromRunQueue": agents.resolve_pop_from_run_queue,
+        "ackRunQueueItem": agents.resolve_ack_run_queue_item,
+        "failRunQueueItem": agents.resolve_fail_run_queue_item,
+        "updateRunQueueItemWarning": agents.resolve_update_run_queue_item_warning,
+        "upsertBucket": tracking.resolve_upsert_bucket,
+        "createRunFiles": tracking.resolve_create_run_files,
     },
     "Project": {
         "runQueue": resolvers.resolve_run_queue,
         "runQueues": resolvers.resolve_run_queues,
         "run": queued.resolve_run,
+    },
+    "Run": {
+        "state": agents.resolve_run_state,
+        "stopped": agents.resolve_run_stopped,
     },
     "RunQueue": {
         "runQueueItem": queued.resolve_run_queue_item,
@@ -76,6 +90,8 @@ def make_schema() -> GraphQLSchema:
     scalar.coerce_output_value = serialize_json
     scalar.coerce_input_value = parse_json
     scalar.coerce_input_literal = parse_json_literal
+    raw = schema.type_map["JSON"]
+    raw.coerce_output_value = lambda value: value  # runSpec goes out as an object
     return schema
 
 

@@ -12,12 +12,13 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from launchq import strictjson
-from launchq.api.auth import user_for_token
+from launchq.api.auth import agent_for_token, user_for_token
 from launchq.graphql.resolvers import Context
 from launchq.graphql.schema import run_operation
 
 NO_KEY = (
-    "No API key: set WANDB_API_KEY to a launchq API token (sent as HTTP Basic auth, user \"api\")."
+    "No API key: set WANDB_API_KEY to a launchq API token, or an agent token for `wandb launch-agent`"
+    " (sent as HTTP Basic auth, user \"api\")."
 )
 BAD_KEY = (
     "Invalid API key: it is not an active launchq API token (it may have been revoked)."
@@ -38,12 +39,9 @@ def graphql(request: HttpRequest) -> JsonResponse:
         response = _errors(405, POST_ONLY, "METHOD_NOT_ALLOWED")
         response["Allow"] = "POST"
         return response
-    token = _token(request)
-    user = user_for_token(token) if token else None
-    if user is None:
-        response = _errors(401, BAD_KEY if "Authorization" in request.headers else NO_KEY, "UNAUTHENTICATED")
-        response["WWW-Authenticate"] = 'Basic realm="launchq"'
-        return response
+    context = caller(request)
+    if context is None:
+        return unauthenticated(request)
 
     try:
         body = strictjson.loads(request.body)
@@ -62,8 +60,24 @@ def graphql(request: HttpRequest) -> JsonResponse:
         return _errors(400, BAD_OPERATION_NAME, "BAD_REQUEST")
 
     # The client leaves operationName empty and sends one operation: graphql-core takes it from the query.
-    result = run_operation(query, variables, operation_name or None, Context(user=user, request=request))
+    result = run_operation(query, variables, operation_name or None, context)
     return JsonResponse(result)
+
+
+def caller(request: HttpRequest) -> Context | None:
+    """Who sent the request: a person's API token, or an agent token (W&B's launch agent); None for neither."""
+    token = _token(request)
+    user = user_for_token(token) if token else None
+    agent = agent_for_token(token) if token and user is None else None
+    if user is None and agent is None:
+        return None
+    return Context(user=user, request=request, agent=agent)
+
+
+def unauthenticated(request: HttpRequest) -> JsonResponse:
+    response = _errors(401, BAD_KEY if "Authorization" in request.headers else NO_KEY, "UNAUTHENTICATED")
+    response["WWW-Authenticate"] = 'Basic realm="launchq"'
+    return response
 
 
 def _token(request: HttpRequest) -> str:

@@ -129,6 +129,7 @@ def _render(request: HttpRequest, membership: Membership, form: AgentForm | None
         new_agent=new_agent,
         new_token=issued["token"] if new_agent else "",
         start_command=_start_command(request, new_agent, issued["token"]) if new_agent else "",
+        wandb_command=_wandb_command(request, new_agent, issued["token"]) if new_agent else "",
     )
     return render(request, "launchq/agents.html", context, status=status)
 
@@ -138,6 +139,13 @@ def _start_command(request: HttpRequest, agent: Agent, token: str) -> str:
     url = request.build_absolute_uri("/").rstrip("/")
     queues = " ".join(f"--queue {shlex.quote(q.name)}" for q in agent.queues.order_by("name"))
     return f"LAUNCHQ_AGENT_TOKEN={token} python -m launchq.agent --url {shlex.quote(url)} {queues}"
+
+
+def _wandb_command(request: HttpRequest, agent: Agent, token: str) -> str:
+    """The same agent as W&B's own `wandb launch-agent`, with the agent token as its API key."""
+    url = request.build_absolute_uri("/").rstrip("/")
+    queues = " ".join(f"--queue {shlex.quote(q.name)}" for q in agent.queues.order_by("name"))
+    return f"WANDB_BASE_URL={shlex.quote(url)} WANDB_API_KEY={token} wandb launch-agent --entity {agent.team.slug} {queues}"
 
 
 def _seen(agent: Agent) -> str:

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q
+from django.db.models.functions import Length
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -18,7 +19,7 @@ from launchq.access import may_cancel, membership_for, queue_for
 from launchq.forms import LAUNCH_INPUTS, VALUE_PREFIX, LaunchPost, value_inputs
 from launchq.guardrails import Problem, check_values
 from launchq.macros import MACRO
-from launchq.models import IN_FLIGHT, Membership, Priority, Queue, Run, RunState
+from launchq.models import IN_FLIGHT, Membership, Priority, Queue, Run, RunFile, RunState
 from launchq.numbers import plain_number
 from launchq.runs import (
     NO_CONFIG, NOT_READY, InvalidTransition, KeyReused, LaunchRefused, cancel, check_launch, launch_run, new_idempotency_key,
@@ -135,6 +136,24 @@ def run_cancel(request: HttpRequest, team: str, run_id: str) -> HttpResponse:
     if request.htmx:
         return HttpResponseClientRefresh()
     return redirect(run)
+
+
+@login_required
+@require_GET
+def run_file(request: HttpRequest, team: str, run_id: str, name: str) -> HttpResponse:
+    """A file a W&B agent or its job uploaded for the run: text shown as plain text, anything else downloaded."""
+    run, _ = _run_for(request.user, team, run_id)
+    found = run.files.filter(name=name).first()
+    if found is None:
+        raise Http404("No such file.")
+    content = bytes(found.content)
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        response = HttpResponse(content, content_type="application/octet-stream")
+        response["Content-Disposition"] = f'attachment; filename="{_safe_filename(name)}"'
+        return response
+    return HttpResponse(content, content_type="text/plain; charset=utf-8")
 
 
 # --- helpers -----------------------------------------------------------------
@@ -326,6 +345,10 @@ def _position(run: Run) -> int | None:
     return Run.objects.filter(queue_id=run.queue_id, state=RunState.PENDING).filter(ahead).count() + 1
 
 
+def _safe_filename(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name.rsplit("/", 1)[-1]) or "file"
+
+
 def _run_static(run: Run) -> dict:
     """What never changes once a run is launched: its values and rendered config, highlighted."""
     pieces: list[tuple[str, str]] = []
@@ -336,6 +359,8 @@ def _run_static(run: Run) -> dict:
     except (ConfigError, KeyError):
         pass
     return {
+        "files": list(run.files.annotate(kept=Length("content")).defer("content")),
+        "file_limit": RunFile.MAX_BYTES,
         "rendered_pieces": pieces or [("", run.rendered_config)],
         "version_is_current": run.queue.current_version_id == run.config_version_id,
         "cli_command": _cli_command(run),
