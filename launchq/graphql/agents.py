@@ -41,11 +41,13 @@ from launchq.graphql.run_spec import RunSpecRefused, agent_run_spec, member_macr
 from launchq.models import HELD_BY_AGENT, Agent, Membership, Queue, Role, Run, RunState, hash_token, name_validator
 from launchq.runs import InvalidTransition
 
+MAX_SAME_HOST = 99  # W&B agents of one team named after one host
 MAX_REFUSED_PER_POP = 20  # runs failed in one pop before the agent is answered "nothing"; it asks again
 
 NOT_ADMIN = "Only a team admin's API token (or an agent token from the Agents page) can start a launch agent for team {team}."
 NO_SUCH_AGENT = "No launch agent {value!r} in your teams; start `wandb launch-agent` again to register one."
-NOT_THIS_AGENT = "This API key does not belong to launch agent {agent}."
+NO_SUCH_QUEUE = "Team {team} has no queue with id {value!r}; ProjectRunQueues lists its queues."
+TOO_MANY = "Team {team} already has agents named {base} to {base}-{bound}; revoke old ones on the Agents page."
 AGENT_REVOKED = "Launch agent {agent} was revoked on launchq's Agents page; it takes no more runs."
 NOT_SERVED = "Agent {agent} is not registered for queue(s) {names}; it serves: {served}."
 NO_QUEUES = "A launch agent must name at least one queue (--queue)."
@@ -271,8 +273,10 @@ def _queues(team, ids: list[str]) -> list[Queue]:
         raise Refusal(NO_QUEUES, "BAD_USER_INPUT")
     pks = [pk_from_global_id(value, "RunQueue") for value in ids]
     queues = list(Queue.objects.filter(team=team, pk__in=[pk for pk in pks if pk is not None]))
-    if len(queues) != len(set(ids)):
-        raise Refusal(NO_SUCH_AGENT.format(value=", ".join(ids)), "NOT_FOUND")
+    found = {global_id("RunQueue", q.pk) for q in queues}
+    missing = [value for value in ids if value not in found]
+    if missing:
+        raise Refusal(NO_SUCH_QUEUE.format(team=team.slug, value=missing[0]), "NOT_FOUND")
     return queues
 
 
@@ -292,8 +296,11 @@ def _register(team, user, queues: list[Queue], *, client: str, host: str) -> Age
             if set(agent.queues.values_list("pk", flat=True)) == wanted:
                 Agent.objects.filter(pk=agent.pk).update(client=client, hostname=host, last_seen_at=timezone.now())
                 return agent
-    for n in range(1, 1000):
-        name = base if n == 1 else f"{base}-{n}"
+    for _ in range(3):  # another agent may take the free name first
+        taken = set(Agent.objects.filter(team=team, name__startswith=base).values_list("name", flat=True))
+        name = next((n for n in (base, *(f"{base}-{i}" for i in range(2, MAX_SAME_HOST + 1))) if n not in taken), None)
+        if name is None:
+            break
         name_validator(name)
         try:
             with transaction.atomic():
@@ -306,7 +313,7 @@ def _register(team, user, queues: list[Queue], *, client: str, host: str) -> Age
         except IntegrityError:
             continue
         return agent
-    raise Refusal(NOT_ADMIN.format(team=team.slug), "FORBIDDEN")
+    raise Refusal(TOO_MANY.format(team=team.slug, base=base, bound=MAX_SAME_HOST), "CONFLICT")
 
 
 def _not_served(agent: Agent, names: list[str]) -> str:

@@ -30,7 +30,7 @@ from django.utils import timezone
 from launchq import queueing
 from launchq.graphql.agents import acts_for, holder
 from launchq.graphql.queued import run_node
-from launchq.graphql.resolvers import entity_node, global_id, team_for
+from launchq.graphql.resolvers import Refusal, entity_node, global_id, team_for
 from launchq.models import Run, RunFile, RunState
 from launchq.runs import InvalidTransition
 
@@ -44,6 +44,7 @@ CONSOLE_PREFIX = re.compile(r"(?:ERROR )?\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)
 JOB_STARTED = "The job's wandb run started (wandb.init) on W&B agent {agent}."
 JOB_EXITED = "The job exited with status {code} (reported by its wandb run)."
 JOB_FINISHED = "The job finished (reported by its wandb run)."
+TOO_MANY_FILES = "createRunFiles takes at most {bound} files at a time."
 JOB_STOPPED = "The job stopped after the cancel request (reported by its wandb run)."
 
 
@@ -72,6 +73,8 @@ def resolve_upsert_bucket(_root, info, input: Mapping[str, Any]) -> dict[str, An
 
 def resolve_create_run_files(_root, info, input: Mapping[str, Any]) -> dict[str, Any]:  # noqa: A002
     context = info.context
+    if len(input["files"]) > MAX_FILES:
+        raise Refusal(TOO_MANY_FILES.format(bound=MAX_FILES), "BAD_USER_INPUT")
     team = team_for(context, input["entityName"])
     run = Run.objects.select_related("agent").filter(queue__team=team, run_id=input["runName"]).first()
     mine = run if run is not None and run.agent is not None and acts_for(context, run.agent) else None
