@@ -71,7 +71,8 @@ def data(result: dict) -> dict:
 
 
 def code(result: dict) -> str:
-    assert result["data"] is None and len(result["errors"]) == 1, result
+    """The code of a refusal: one error, and nothing done (a mutation's field answers null)."""
+    assert not any((result["data"] or {}).values()) and len(result["errors"]) == 1, result
     return result["errors"][0]["extensions"]["code"]
 
 
