@@ -215,6 +215,22 @@ def test_cancelling_in_launchq_stops_the_wandb_agents_job(proc_queue, team, admi
     assert "working" in run.output or run.events.filter(state="cancelled").exists()
 
 
+@pytest.mark.timeout(400)
+def test_a_plain_command_that_exits_0_finishes(proc_queue, team, admin_key, member_user, wandb_agents, client):
+    """A job that never calls wandb.init(): W&B's agent says "failed to call wandb.init"; the job ended well."""
+    proc = wandb_agents(admin_key, "proc-queue")
+    wandb_agent_of(team)
+    command = f"{sys.executable} -c \"print('trained without wandb')\""
+    run = launch_run(proc_queue, member_user, {}, project="proj", job={"command": command})
+    wait_state(run, "finished", "failed", timeout=180)  # W&B's agent looks for the job's wandb run for a minute first
+    assert run.state == RunState.FINISHED, (run.failure_reason, log_of(proc)[-3000:])
+    assert run.exit_code == 0 and not run.failure_reason
+    assert history(run)[-1] == "finished"
+    client.force_login(member_user)
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert "did not call wandb.init()" in page
+
+
 # --- three agents, one queue ---------------------------------------------------------------------
 
 

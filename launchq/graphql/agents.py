@@ -16,7 +16,9 @@ agent, for queues it is registered for). Then, in the order the client calls:
   its lease is kept, and `true` once someone cancelled it in launchq;
 - `project.run(name).state` (asked when the job has ended): see `queued.py`;
   for a cancelled run the agent's job is over, so the run is cancelled;
-- `failRunQueueItem`: failed, with the agent's message as the reason.
+- `failRunQueueItem`: failed, with the agent's message as the reason; except
+  the agent's words for a job that exited 0 without calling wandb.init(),
+  which finish the run (exit status 0), saying so.
 
 Whoever calls about a run must act for the agent that holds it (its agent
 token, or an admin of its team): anything else is refused.
@@ -59,6 +61,13 @@ JOB_STARTED = "W&B agent {agent} started the job."
 FAILED_STAGE = "W&B agent {agent} reported a failure ({stage} stage): {message}"
 STOPPED = "W&B agent {agent} stopped the job after the cancel request."
 WARNING = "W&B agent {agent} ({stage}): {message}"
+# W&B's agent (0.31.0) reports a job that exited 0 without calling wandb.init() as a failure, in these
+# words; the words are the only place it says the exit status, and for launchq that job ended well.
+EXITED_OK_WITHOUT_INIT = "The submitted job exited successfully but failed to call wandb.init"
+FINISHED_WITHOUT_INIT = (
+    "W&B agent {agent}: the job exited with status 0. It did not call wandb.init(), which W&B's agent reports as a"
+    " failure (\"{words}\"); launchq records the job's own outcome."
+)
 
 AGENT_STATUS = {"POLLING": "polling", "RUNNING": "running", "KILLED": "offline"}
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -159,7 +168,11 @@ def resolve_fail_run_queue_item(_root, info, input: Mapping[str, Any]) -> dict[s
     reason = FAILED_STAGE.format(agent=agent.name, stage=input.get("stage") or "agent", message=message or queueing.NO_REASON)
     to = RunState.CANCELLED if run.cancel_requested else RunState.FAILED
     try:
-        queueing.report_state(agent, run.run_id, to, reason=reason, message=reason)
+        if to == RunState.FAILED and message == EXITED_OK_WITHOUT_INIT:
+            done = FINISHED_WITHOUT_INIT.format(agent=agent.name, words=message)
+            queueing.report_state(agent, run.run_id, RunState.FINISHED, message=done, exit_code=0)
+        else:
+            queueing.report_state(agent, run.run_id, to, reason=reason, message=reason)
     except (queueing.LeaseLost, InvalidTransition):
         return {"success": False, "clientMutationId": None}
     return {"success": True, "clientMutationId": None}
