@@ -80,3 +80,14 @@ def test_a_new_word_on_a_run_in_the_same_state_joins_its_history_once(client, te
         assert state({"state": "starting", "message": message}).status_code == 200
     messages = [e.message for e in run.events.filter(state="starting")]
     assert messages == ["Submitted Kubernetes Job launchq-x (default).", waiting, "Pod launchq-x-abc is waiting: ContainerCreating."]
+
+
+def test_the_agents_hello_says_each_queues_resource(client, team, queue, admin_user, make_queue):
+    """An agent running several jobs at once takes only remote runs while a local job runs: it needs to know which."""
+    local = make_queue(team, "local", "", user=admin_user)
+    _, token = Agent.issue(team, "box-3", created_by=admin_user)
+    Agent.objects.get(name="box-3").queues.add(queue, local)
+    answer = client.post("/api/agent/heartbeat", {"status": "polling"}, content_type="application/json",
+                         headers={"Authorization": f"Bearer {token}"}).json()
+    assert answer["queues"] == ["k8s-submit", "local"]
+    assert answer["resources"] == {"k8s-submit": "kubernetes", "local": "local-process"}

@@ -47,6 +47,7 @@ class HelloOut(Schema):
     agent: str
     team: str
     queues: list[str]
+    resources: dict[str, str] = Field(default_factory=dict, description="Each served queue's resource, by queue name.")
     lease_seconds: int
 
 
@@ -121,8 +122,9 @@ def agent_heartbeat(request, body: Hello):
     except queueing.UnknownQueue as error:
         return Status(400, {"code": "unknown_queue", "message": str(error)})
     queueing.touch(agent, body.status, body.hostname)
-    names = list(agent.queues.filter(pk__in=ids).order_by("name").values_list("name", flat=True))
-    return Status(200, {"agent": agent.name, "team": agent.team.slug, "queues": names, "lease_seconds": queueing.lease_seconds()})
+    served = dict(agent.queues.filter(pk__in=ids).order_by("name").values_list("name", "resource"))
+    return Status(200, {"agent": agent.name, "team": agent.team.slug, "queues": list(served), "resources": served,
+                        "lease_seconds": queueing.lease_seconds()})
 
 
 @router.post("/pop", response={200: RunTicket, 204: None, 400: Problem}, summary="Lease the next pending run")

@@ -154,6 +154,7 @@ class Command(BaseCommand):
                     team, admin, "kubernetes-queue", Resource.KUBERNETES, KUBERNETES_CONFIG, "yaml",
                     {"gpus": GPUS, "memory": MEMORY, "max_runtime_seconds": MAX_RUNTIME},
                     "Runs each launch as a Kubernetes Job on the cluster of the agent's kubeconfig.",
+                    {"image": "busybox:1.36"},
                 )
             job_path = _demo_job()
             if not Queue.objects.filter(team=team, name="local-queue").exists():
