@@ -7,18 +7,28 @@ was started from, and one tile per template field. A tile's inputs are named
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from django import forms
 from django.http import QueryDict
 
+from launchq.characters import describe, unwanted_character
 from launchq.guardrails import MAX_TEXT_LENGTH, Field, FieldType, GuardrailError, Problem, define_field
 from launchq.models import Queue, Resource, name_validator
 from launchq.numbers import plain_number
+from launchq.patterns import html_pattern
 from launchq.templating import Format, Occurrence
 
 ALREADY_ALLOWED = "{value!r} is already an allowed value."
+UNWANTED_CHARACTER = "This text contains {char}; remove it."
+
+
+def plain_text(value: str) -> None:
+    """A form validator: text people read may not hide control or invisible formatting characters."""
+    bad = unwanted_character(value or "")
+    if bad:
+        raise forms.ValidationError(UNWANTED_CHARACTER.format(char=describe(bad)), code="invalid_character")
+
 TILE_PARTS = ("type", "description", "default", "minimum", "maximum", "pattern", "max_length")
 
 
@@ -116,11 +126,11 @@ class Tile:
                     self.default = ""
 
     @property
-    def errors(self) -> dict[str, list[str]]:
-        """Messages by input (`type`, `allowed`, `default`, ...), for showing next to each."""
-        found: dict[str, list[str]] = {part: [] for part in (*TILE_PARTS, "allowed")}
+    def errors(self) -> dict[str, list[Problem]]:
+        """Problems by input (`type`, `allowed`, `default`, ...), for showing next to each."""
+        found: dict[str, list[Problem]] = {part: [] for part in (*TILE_PARTS, "allowed")}
         for p in self.problems:
-            found.setdefault(p.attribute, []).append(p.message)
+            found.setdefault(p.attribute, []).append(p)
         return found
 
     @property
@@ -223,6 +233,7 @@ class QueueForm(DefaultJobFields, forms.ModelForm):
         self.team = team
         self.fields["resource"].choices = Resource.choices
         self.fields["name"].validators = [name_validator]
+        self.fields["description"].validators.append(plain_text)
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]
@@ -239,7 +250,7 @@ class QueueForm(DefaultJobFields, forms.ModelForm):
 class QueueSettingsForm(DefaultJobFields):
     """What an admin may change about a queue besides its config: its description and default job."""
 
-    description = forms.CharField(label="Description", required=False, max_length=500, widget=forms.TextInput(attrs={"class": "wide"}))
+    description = forms.CharField(label="Description", required=False, max_length=500, validators=[plain_text], widget=forms.TextInput(attrs={"class": "wide"}))
     field_order = ["description", "default_command", "default_source_dir", "default_image"]
 
     def __init__(self, *args, queue: Queue, **kwargs):
@@ -376,102 +387,6 @@ class ValueInput:
                 parts.append(f"at most {f.max_length} characters")
             text = ", ".join(parts)
         return text + (" · required" if f.required else f" · default {plain_number(f.default)}")
-
-
-# A field's pattern is a Python regular expression; the browser reads `pattern` as JavaScript with the `v`
-# flag, which is stricter inside [classes] and about stray braces. `html_pattern` rewrites the common
-# differences; a construct JavaScript cannot say (inline flags, \A, atomic groups, ...) leaves the input
-# without a pattern, and the server checks it anyway.
-_JS_UNSUPPORTED = re.compile(r"\(\?(?:P=|#|>|[aiLmsux-]+[:)])|\\[AZzG]|[*+?}]\+|\{,")
-_QUANTIFIER = re.compile(r"\{[0-9]+(?:,[0-9]*)?\}")
-_SYNTAX = set("^$\\.*+?()[]{}|/")
-_IN_CLASS_ESCAPED = set("()[]{}/|&!#$%*+,.:;<=>?@^`~-")
-
-
-def html_pattern(pattern: str) -> str:
-    """The pattern as the browser's `pattern` attribute should read it, or "" when it cannot say the same."""
-    if not pattern or _JS_UNSUPPORTED.search(pattern):
-        return ""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\":
-            escape = _escape(pattern[i + 1 : i + 2], in_class=False)
-            if escape is None:
-                return ""
-            out.append(escape)
-            i += 2
-        elif char == "[":
-            end, text = _char_class(pattern, i)
-            if end is None:
-                return ""
-            out.append(text)
-            i = end
-        elif pattern.startswith("(?P<", i):
-            out.append("(?<")
-            i += 4
-        elif char == "{":
-            quantifier = _QUANTIFIER.match(pattern, i)
-            out.append(quantifier.group() if quantifier else "\\{")
-            i = quantifier.end() if quantifier else i + 1
-        elif char in "}]":
-            out.append("\\" + char)
-            i += 1
-        else:
-            out.append(char)
-            i += 1
-    return "".join(out)
-
-
-def _char_class(pattern: str, start: int) -> tuple[int | None, str]:
-    """Rewrite the class opening at `start`; return where it ends and its JavaScript spelling."""
-    out = ["["]
-    i = start + 1
-    if pattern.startswith("^", i):
-        out.append("^")
-        i += 1
-    first = i
-    atoms: list[str] = []  # the class's members, each as JavaScript; "-" joins two into a range
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "]" and i > first:
-            return i + 1, "".join(out + _join_ranges(atoms) + ["]"])
-        if char == "\\":
-            escape = _escape(pattern[i + 1 : i + 2], in_class=True)
-            if escape is None:
-                return None, ""
-            atoms.append(escape)
-            i += 2
-            continue
-        atoms.append("-" if char == "-" else ("\\" + char if char in _IN_CLASS_ESCAPED else char))
-        i += 1
-    return None, ""
-
-
-def _join_ranges(atoms: list[str]) -> list[str]:
-    """Keep `-` between two members as a range, as Python reads it; escape every other `-`."""
-    out: list[str] = []
-    i = 0
-    while i < len(atoms):
-        if i + 2 < len(atoms) and atoms[i + 1] == "-" and atoms[i] != "-" and atoms[i + 2] != "-":
-            out += [atoms[i], "-", atoms[i + 2]]
-            i += 3
-        else:
-            out.append("\\-" if atoms[i] == "-" else atoms[i])
-            i += 1
-    return out
-
-
-def _escape(char: str, in_class: bool) -> str | None:
-    """`\\` + char in JavaScript: kept where it means the same, else the plain character."""
-    if not char:
-        return None
-    if char.isascii() and char.isalnum():
-        return "\\" + char
-    if char in _SYNTAX or (in_class and char in _IN_CLASS_ESCAPED):
-        return "\\" + char
-    return char
 
 
 def value_inputs(fields: list[Field], values: dict[str, str], errors: dict[str, list[Problem]]) -> list[ValueInput]:

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from launchq.characters import describe, unwanted_character
+from launchq.patterns import PatternError, compile_pattern, matches
 from launchq.numbers import plain_number
 
 MAX_TEXT_LENGTH = 4096
@@ -31,8 +33,6 @@ INTEGER_TEXT = re.compile(r"[+-]?[0-9]+\Z")
 NON_FINITE_TEXT = re.compile(r"[+-]?(?:nan|inf|infinity)\Z", re.IGNORECASE)
 FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _EDGE_SPACE = " \t\r\n"
-# Control characters (tab and line breaks aside) cannot be stored by every database and are never meant.
-CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class FieldType(StrEnum):
@@ -130,8 +130,12 @@ BELOW_MINIMUM = "{field} must be at least {bound} (got {value})."
 ABOVE_MAXIMUM = "{field} must be at most {bound} (got {value})."
 NOT_ALLOWED = "{field} must be one of {allowed} (got {value!r})."
 NO_MATCH = "{field} must match the pattern {bound} (got {value!r})."
+PATTERN_UNUSABLE = (
+    "{field} cannot be checked: its pattern {bound} was saved before launchq ran patterns with RE2, which cannot run it "
+    "({reason}). Leave the field empty to use its default, or ask a team admin to rewrite the pattern on the Config tab."
+)
 TOO_LONG = "{field} must be at most {bound} characters long (got {length})."
-CONTROL = "{field} contains a control character (U+{char:04X}); remove it."
+CONTROL = "{field} contains {char}; remove it."
 
 TYPE_INVALID = "Choose String, Integer or Float."
 BOUND_NOT_INTEGER = "The {attribute} of an Integer must be a whole number, like 3 (got {value!r})."
@@ -147,11 +151,11 @@ ALLOWED_EMPTY = "An allowed value cannot be empty."
 ALLOWED_DUPLICATE = "{value!r} is in the allowed values twice."
 ALLOWED_TOO_MANY = "A field can have at most {bound} allowed values."
 ALLOWED_TOO_LONG = "An allowed value can be at most {bound} characters long."
-PATTERN_INVALID = "The pattern is not a valid regular expression: {reason}."
+PATTERN_INVALID = "The pattern is not a regular expression launchq can run (RE2 syntax): {reason}."
 PATTERN_TOO_LONG = "The pattern can be at most {bound} characters long."
 MAX_LENGTH_INVALID = "The maximum length must be a whole number from 1 to {bound} (got {value!r})."
 DESCRIPTION_TOO_LONG = "The description can be at most {bound} characters long."
-DEFINITION_CONTROL = "The {attribute} contains a control character (U+{char:04X}); remove it."
+DEFINITION_CONTROL = "The {attribute} contains {char}; remove it."
 
 
 # --- defining a field (the admin's tile) -------------------------------------
@@ -189,9 +193,9 @@ def define_field(
 
     allowed = list(allowed)
     for attribute, text in (("description", description), ("default", default), ("minimum", minimum), ("maximum", maximum), ("pattern", pattern), ("max_length", max_length), *(("allowed", v) for v in allowed)):
-        bad = CONTROL_CHARACTER.search(text)
+        bad = unwanted_character(text)
         if bad:
-            problem(attribute, "invalid_character", DEFINITION_CONTROL, char=ord(bad.group()), value=text)
+            problem(attribute, "invalid_character", DEFINITION_CONTROL, char=describe(bad), value=text)
     if problems:
         raise GuardrailError(problems)
 
@@ -251,9 +255,9 @@ def _define_string(name, description, allowed, default, pattern, max_length, pro
             problem("pattern", "pattern_too_long", PATTERN_TOO_LONG, bound=MAX_PATTERN_LENGTH)
         else:
             try:
-                compiled = re.compile(pattern)
-            except (re.error, RecursionError, OverflowError) as error:
-                problem("pattern", "pattern_invalid", PATTERN_INVALID, reason=getattr(error, "msg", str(error)), value=pattern)
+                compiled = compile_pattern(pattern)
+            except PatternError as error:
+                problem("pattern", "pattern_invalid", PATTERN_INVALID, reason=error.reason, value=pattern)
     if default_value is not None:
         if limit is not None and len(default_value) > limit:
             problem("default", "default_too_long", DEFAULT_TOO_LONG, bound=limit, value=default_value)
@@ -352,16 +356,21 @@ def check_value(field_: Field, raw: object) -> Value:
     if field_.type is FieldType.STRING:
         if not isinstance(raw, str):
             raise fail("type", NOT_TEXT, value=raw)
-        bad = CONTROL_CHARACTER.search(raw)
+        bad = unwanted_character(raw)
         if bad:
-            raise fail("invalid_character", CONTROL, char=ord(bad.group()), value=raw)
+            raise fail("invalid_character", CONTROL, char=describe(bad), value=raw)
         limit = min(field_.max_length or MAX_TEXT_LENGTH, MAX_TEXT_LENGTH)
         if len(raw) > limit:
             raise fail("max_length", TOO_LONG, bound=limit, length=len(raw), value=raw[:40] + "…")
         if field_.allowed and raw not in field_.allowed:
             raise fail("not_allowed", NOT_ALLOWED, bound=list(field_.allowed), value=raw, allowed=", ".join(field_.allowed))
-        if field_.pattern and not re.fullmatch(field_.pattern, raw):
-            raise fail("pattern", NO_MATCH, bound=field_.pattern, value=raw)
+        if field_.pattern:
+            try:
+                matched = matches(field_.pattern, raw)
+            except PatternError as error:  # stored before patterns ran on RE2; never run on a backtracking engine
+                raise fail("pattern_unusable", PATTERN_UNUSABLE, bound=field_.pattern, reason=error.reason) from None
+            if not matched:
+                raise fail("pattern", NO_MATCH, bound=field_.pattern, value=raw)
         return raw
 
     if isinstance(raw, str) and len(raw.strip(_EDGE_SPACE)) > MAX_NUMBER_CHARS:

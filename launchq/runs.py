@@ -20,7 +20,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from launchq.guardrails import CONTROL_CHARACTER, GuardrailError, Problem, check_values
+from launchq.characters import describe, unwanted_character
+from launchq.guardrails import GuardrailError, Problem, check_values
 from launchq.images import base_image, is_image_reference
 from launchq.models import DONE, ConfigVersion, IdempotencyKey, Priority, Project, Queue, Run, RunEvent, RunState
 from launchq.templating import ConfigError, render_data, render_text
@@ -46,7 +47,7 @@ BAD_BASE_IMAGE_FROM = (
 )
 NO_CONFIG = "Queue {queue} has no saved config yet."
 NOT_READY = "Queue {queue} is not ready: an admin has not saved its template fields' guardrails yet."
-CONTROL = "The {field} contains a control character (U+{code:04X}); remove it."
+CONTROL = "The {field} contains {char}; remove it."
 MAX_KEY_LENGTH = 255
 BAD_KEY = "An idempotency key is 1 to {bound} printable ASCII characters, such as a UUID."
 KEY_REUSED = (
@@ -386,9 +387,9 @@ def _control_problems(texts: Mapping[str, str]) -> list[Problem]:
     """A control character in any of these inputs, named by the input."""
     problems = []
     for key, text in texts.items():
-        bad = CONTROL_CHARACTER.search(text)
+        bad = unwanted_character(text)
         if bad:
-            problems.append(Problem(key, "invalid_character", CONTROL.format(field=key.replace("_", " "), code=ord(bad.group())), value=text))
+            problems.append(Problem(key, "invalid_character", CONTROL.format(field=key.replace("_", " "), char=describe(bad)), value=text))
     return problems
 
 

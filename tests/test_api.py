@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from launchq.guardrails import Field, FieldType
-from launchq.models import ApiToken, Queue, Run, RunState
+from launchq.models import ApiToken, ConfigVersion, Queue, Run, RunState
 from launchq.runs import launch_run, move
 
 CONFIG = """\
@@ -674,3 +674,24 @@ def test_unknown_endpoints_and_methods_answer_in_the_error_shape(member_api, que
     assert response["Content-Type"].startswith("application/json")
     [error] = response.json()["errors"]
     assert (error["field"], error["code"]) == ("", code) and error["message"] == response.json()["detail"]
+
+
+def test_a_version_saved_with_a_pattern_re2_cannot_run_keeps_launching_with_its_default(member_api, queue):
+    """Patterns moved to RE2: a stored pattern it cannot run never reaches a backtracking engine, and never a 500."""
+    version = queue.current_version
+    version.fields = [{**f, "pattern": r"(?=[a-z])[a-z0-9-]+"} if f["name"] == "bucket" else f for f in version.fields]
+    ConfigVersion.objects.filter(pk=version.pk).update(fields=version.fields)  # as stored before RE2
+
+    refused = member_api.launch()
+    assert refused.status_code == 400
+    assert [(e["field"], e["code"]) for e in refused.json()["errors"]] == [("bucket", "pattern_unusable")]
+    launched = member_api.launch({k: v for k, v in GOOD.items() if k != "bucket"}, project="proj")
+    assert launched.status_code == 201 and launched.json()["values"]["bucket"] == "scratch"
+
+
+@pytest.mark.parametrize("name", ["exe\u202etxt.sh", "max\u200b", "\u2067x"])
+def test_run_names_with_bidi_controls_or_invisible_characters_are_refused(member_api, queue, name):
+    response = member_api.launch(project="proj", name=name)
+    assert response.status_code == 400
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [("name", "invalid_character")]
+    assert not Run.objects.exists()

@@ -214,3 +214,62 @@ def test_control_characters_are_refused_in_text_values(raw):
 def test_control_characters_are_refused_in_definitions():
     assert codes_of_definition(type="string", allowed=["ok", "n\x00"]) == [("allowed", "invalid_character")]
     assert codes_of_definition(type="string", description="a\x00") == [("description", "invalid_character")]
+
+
+# --- patterns run on RE2 -----------------------------------------------------
+
+
+@pytest.mark.timeout(120)  # on a backtracking engine this value takes longer than the universe is old
+def test_a_catastrophic_pattern_answers_at_once_on_re2():
+    field = define_field("word", "string", pattern="(a+)+$")
+    assert problem_of(field, "a" * 4000 + "b") == ("pattern", "(a+)+$")
+    assert check_value(field, "a" * 4000) == "a" * 4000
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(a)\1", r"(?P<x>a)(?P=x)", "(?=a)a", "(?!b)a", "(?<=a)b", "(?<!a)b", r"a\Z", "(?>a)", "a++", r"\G"],
+)
+def test_a_pattern_re2_cannot_run_is_refused_at_save(pattern):
+    assert codes_of_definition(type="string", pattern=pattern) == [("pattern", "pattern_invalid")]
+
+
+def test_re2_classes_are_ascii_and_unicode_classes_are_spelled_out():
+    assert problem_of(define_field("n", "string", pattern=r"\d+"), "٣")[0] == "pattern"
+    assert check_value(define_field("n", "string", pattern=r"\pN+"), "٣") == "٣"
+    assert check_value(define_field("w", "string", pattern=r"[[:alpha:]]+\z"), "abc") == "abc"
+
+
+def test_a_stored_pattern_re2_cannot_run_refuses_typed_values_and_keeps_the_default():
+    """Versions saved before patterns ran on RE2 keep launching with their default; a typed value is refused, not
+    checked by a backtracking engine, and the problem says who can fix it."""
+    stored = Field.from_dict({"name": "tag", "type": "string", "pattern": r"(a)\1", "default": "aa"})
+    assert check_value(stored, None) == "aa"
+    assert problem_of(stored, "aa") == ("pattern_unusable", r"(a)\1")
+    assert [p.code for p in check_definition(stored)] == ["pattern_invalid"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["run\u202etxt.exe", "a\u200bb", "\u2066x\u2069", "x\u061c", "a\ufeff", "line\u2028break", "\ud800", "soft\u00adhyphen", "\U000e0041"],
+)
+def test_invisible_formatting_characters_are_refused_in_text_values(raw):
+    assert problem_of(Field("free"), raw)[0] == "invalid_character"
+    assert codes_of_definition(type="string", description=raw) == [("description", "invalid_character")]
+
+
+@pytest.mark.parametrize("raw", ["👩\u200d💻", "می\u200cخواهم", "naïve", "tab\there", "日本語"])
+def test_joiners_inside_emoji_and_scripts_are_kept(raw):
+    assert check_value(Field("free"), raw) == raw
+
+
+def test_every_control_format_and_separator_character_is_caught():
+    import sys
+    import unicodedata
+
+    from launchq.characters import unwanted_character
+
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp") and char not in "\t\n\r":
+            assert unwanted_character(f"x{char}y") == char, hex(code)

@@ -512,3 +512,43 @@ def test_control_characters_in_tiles_are_refused_not_stored(url, admin_user, que
     assert response.status_code == 400
     assert "control character (U+0000)" in response.content.decode()
     assert queue.versions.count() == 1
+
+
+# --- patterns are RE2 ---------------------------------------------------------
+
+
+def test_a_pattern_re2_cannot_run_is_refused_beside_the_pattern_input(url, admin_user, queue):
+    text = SEED + "branch: '{{branch}}'\n"
+    response = as_user(admin_user).post(url["save"], form(text, seed_tile(), tile_post("branch", pattern=r"(a)\1")))
+    assert response.status_code == 400
+    body = response.content.decode()
+    pattern_box = body[body.index('id="f-branch-pattern"') :]
+    assert pattern_box.index('data-code="pattern_invalid"') < pattern_box.index("</div>")
+    assert queue.versions.count() == 1
+
+
+def test_a_saved_pattern_re2_cannot_run_shows_its_problem_to_admins(url, admin_user, queue):
+    from launchq.models import ConfigVersion
+
+    old = {"name": "branch", "type": "string", "pattern": r"(?=x)x", "default": "x"}
+    ConfigVersion.objects.filter(pk=queue.current_version.pk).update(
+        text=SEED + "branch: '{{branch}}'\n", fields=[*queue.current_version.fields, old]
+    )
+    body = as_user(admin_user).get(url["config"]).content.decode()
+    pattern_box = body[body.index('id="f-branch-pattern"') :]
+    assert pattern_box.index('data-code="pattern_invalid"') < pattern_box.index("</div>")
+
+
+def test_descriptions_and_token_names_refuse_bidi_controls(admin_user, team, make_queue):
+    from launchq.models import ApiToken
+
+    make_queue(team, "q", text="a: 1\n")
+    admin = as_user(admin_user)
+    response = admin.post("/teams/ml/queues/q/settings/", {"description": "safe\u202egnp.exe"})
+    assert response.status_code == 400 and "U+202E" in response.content.decode()
+    queue = Queue.objects.get(name="q")
+    assert queue.description == ""
+    new = admin.post("/teams/ml/queues/new/", {"name": "fresh", "resource": "kubernetes", "format": "yaml", "description": "a\u2066b"})
+    assert new.status_code == 400 and not Queue.objects.filter(name="fresh").exists()
+    token = admin.post("/account/tokens/new/", {"name": "laptop\u202e"})
+    assert token.status_code == 400 and not ApiToken.objects.exists()

@@ -37,6 +37,8 @@ def queue_config(request: HttpRequest, team: str, queue: str) -> HttpResponse:
         state = _EditorState.from_post(ConfigPost(queue_obj.draft_text, queue_obj.draft_format, base, {}, None), version)
     else:
         state = _EditorState.from_version(version)
+    if membership.is_admin:  # a saved version can fail a rule made stricter since (a pattern RE2 cannot run): say so
+        state.check_tiles()
     return _render_page(request, queue_obj, membership, state)
 
 

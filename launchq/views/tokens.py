@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from launchq.forms import plain_text
 from launchq.models import ApiToken
 
 CLI_SOURCE = Path(__file__).resolve().parent.parent / "cli.py"
@@ -33,6 +34,7 @@ class TokenForm(forms.Form):
     name = forms.CharField(
         label="Token name",
         max_length=ApiToken._meta.get_field("name").max_length,
+        validators=[plain_text],
         help_text="What the token is for, like “laptop CLI” or “nightly sweep”, so you can tell tokens apart.",
     )
 

@@ -132,13 +132,30 @@ def test_demo_member_launches_on_the_sagemaker_queue(page, live_server, monkeypa
     assert run.values == {"aws_instance": "ml.p3.xlarge"}
 
 
-@pytest.mark.parametrize("pattern", ["[a-z0-9-]+", "[-a-z]+", "[a-z-_]+", "[]a]", "[ !#-~]+", r"[\w.+-]+@[\w-]+\.[a-z]+", "a{b}", r"v[0-9]+\.[0-9]+"])
-def test_chromium_reads_the_pattern_as_python_does(page, pattern):
-    texts = ["abc", "a-b", "-", "_", "]", "a{b}", "x@y-z.io", "A B", "a.b", "~", "v1.2"]
+PATTERNS = [
+    "[a-z0-9-]+", "[-a-z]+", "[a-z-_]+", "[]a]", "[ !#-~]+", r"[\w.+-]+@[\w-]+\.[a-z]+", "a{b}", r"v[0-9]+\.[0-9]+",
+    "x{,3}", "[a-c-e]+", r"\Aab?\z", r"\s\S+", r"[\s\d]+", r"\pL+", r"\p{Greek}+", r"\PN+", "[[:alpha:]_]+",
+    r"[[:punct:]]+", r"\x{e9}\x41", r"\Q.*\E+", r"(?P<v>[0-9]+)\.(?<w>[0-9]+)", r"\d+", r"\w+", "[^/]+",
+]
+TEXTS = [
+    "abc", "a-b", "-", "_", "]", "a{b}", "x@y-z.io", "A B", "a.b", "~", "v1.2", "x{,3}", "e", "ab", "\u00a0x",
+    " x", "٣", "αβγ", "éA", ".**", "12.34", "!?", "/", "日本", "x\u3000y",
+]
+
+
+def test_chromium_reads_each_pattern_as_re2_does(page):
+    """The launch form's `pattern` attribute, as Chromium reads it, accepts exactly what the server's RE2 accepts,
+    or is left out."""
+    from launchq.patterns import matches
+
+    spelled = [html_pattern(p) for p in PATTERNS]
     browser = page.evaluate(
-        "([p, texts]) => texts.map(t => new RegExp('^(?:' + p + ')$', 'v').test(t))", [html_pattern(pattern), texts]
+        "([patterns, texts]) => patterns.map(p => p ? texts.map(t => new RegExp('^(?:' + p + ')$', 'v').test(t)) : null)",
+        [spelled, TEXTS],
     )
-    assert browser == [re.fullmatch(pattern, t) is not None for t in texts]
+    for pattern, js, answers in zip(PATTERNS, spelled, browser, strict=True):
+        assert js, f"{pattern} should have a browser spelling"
+        assert answers == [matches(pattern, t) for t in TEXTS], (pattern, js)
 
 
 def test_a_launch_whose_answer_was_lost_makes_one_run_and_lands_on_it(page, live_server, member_user, queue):
