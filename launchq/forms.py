@@ -10,17 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django import forms
+from django.core.exceptions import BadRequest
 from django.http import QueryDict
 
 from launchq.characters import describe, unwanted_character
-from launchq.guardrails import MAX_TEXT_LENGTH, Field, FieldType, GuardrailError, Problem, define_field
+from launchq.guardrails import MAX_ALLOWED_VALUES, MAX_TEXT_LENGTH, Field, FieldType, GuardrailError, Problem, define_field
 from launchq.models import Queue, Resource, name_validator
-from launchq.numbers import plain_number
+from launchq.numbers import MAX_ID, NumberRefused, parse_integer, plain_number, read_count
 from launchq.patterns import html_pattern
 from launchq.templating import Format, Occurrence
 
 ALREADY_ALLOWED = "{value!r} is already an allowed value."
 UNWANTED_CHARACTER = "This text contains {char}; remove it."
+
+
+def request_number(raw: str, *, name: str, maximum: int = MAX_ID, minimum: int = 0) -> int | None:
+    """A whole number a form posts (a hidden input, a button's value): `read_count`, and a 400 page when it is not one."""
+    try:
+        return read_count(raw, name=name, maximum=maximum, minimum=minimum)
+    except NumberRefused as refused:
+        raise BadRequest(refused.message) from None
 
 
 def plain_text(value: str) -> None:
@@ -119,9 +128,9 @@ class Tile:
         if action == "add":
             self.focus_new = True
         elif action.startswith("remove:"):
-            index = action.removeprefix("remove:")
-            if index.isdigit() and int(index) < len(self.allowed):
-                removed = self.allowed.pop(int(index))
+            index = parse_integer(action.removeprefix("remove:"))  # ConfigPost.read let only a small count through
+            if index is not None and 0 <= index < len(self.allowed):
+                removed = self.allowed.pop(index)
                 if self.default == removed:
                     self.default = ""
 
@@ -162,7 +171,7 @@ class ConfigPost:
         fmt = data.get("format", Format.YAML.value)
         if fmt not in {f.value for f in Format}:
             fmt = Format.YAML.value
-        base = data.get("base_version", "")
+        base = request_number(data.get("base_version", ""), name="base_version (the version the editor started from)")
         tiles = {}
         for name in data.getlist("tiles"):
             if name not in tiles:
@@ -171,8 +180,11 @@ class ConfigPost:
         raw_action = data.get("tile_action", "")
         if ":" in raw_action:
             name, _, what = raw_action.partition(":")
+            if what.startswith("remove:"):
+                index = request_number(what.removeprefix("remove:"), name="The allowed value to remove", maximum=MAX_ALLOWED_VALUES)
+                what = f"remove:{index}"
             action = (name, what)
-        return cls(text, fmt, int(base) if base.isdigit() else None, tiles, action)
+        return cls(text, fmt, base, tiles, action)
 
 
 class DefaultJobFields(forms.Form):
@@ -298,11 +310,11 @@ class LaunchPost:
     @classmethod
     def read(cls, data: QueryDict) -> LaunchPost:
         values = {key.removeprefix(VALUE_PREFIX): data.get(key, "") for key in data if key.startswith(VALUE_PREFIX)}
-        version = data.get("config_version", "")
+        version = request_number(data.get("config_version", ""), name="config_version (the version the form was drawn for)")
         return cls(
             **{name: data.get(name, "") for name in LAUNCH_INPUTS},
             values=values,
-            version=int(version) if version.isdigit() else None,
+            version=version,
             idempotency_key=data.get("idempotency_key"),
             repeated=[
                 key.removeprefix(VALUE_PREFIX) for key in data

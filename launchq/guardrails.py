@@ -13,25 +13,21 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
 from launchq.characters import describe, unwanted_character
+from launchq.numbers import MAX_NUMBER_CHARS, NON_FINITE_TEXT, parse_float, parse_integer
 from launchq.patterns import PatternError, compile_pattern, matches
 from launchq.numbers import plain_number
 
 MAX_TEXT_LENGTH = 4096
-MAX_NUMBER_CHARS = 64
 MAX_ALLOWED_VALUES = 200
 MAX_DESCRIPTION_LENGTH = 2000
 MAX_PATTERN_LENGTH = 500
 
-INTEGER_TEXT = re.compile(r"[+-]?[0-9]+\Z")
-NON_FINITE_TEXT = re.compile(r"[+-]?(?:nan|inf|infinity)\Z", re.IGNORECASE)
-FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _EDGE_SPACE = " \t\r\n"
 
 
@@ -244,11 +240,11 @@ def _define_string(name, description, allowed, default, pattern, max_length, pro
 
     limit = None
     if max_length.strip():
-        text = max_length.strip(_EDGE_SPACE)
-        if INTEGER_TEXT.match(text) and 1 <= int(text) <= MAX_TEXT_LENGTH:
-            limit = int(text)
-        else:
-            problem("max_length", "max_length_invalid", MAX_LENGTH_INVALID, value=max_length, bound=MAX_TEXT_LENGTH)
+        limit = parse_integer(max_length.strip(_EDGE_SPACE))
+        if limit is None or not 1 <= limit <= MAX_TEXT_LENGTH:
+            limit = None
+            shown = max_length if len(max_length) <= 40 else max_length[:40] + "…"
+            problem("max_length", "max_length_invalid", MAX_LENGTH_INVALID, value=shown, bound=MAX_TEXT_LENGTH)
     compiled = None
     if pattern:
         if len(pattern) > MAX_PATTERN_LENGTH:
@@ -298,11 +294,7 @@ def _define_number(name, field_type, description, default, minimum, maximum, pro
 
 def _read_number(field_type: FieldType, text: str) -> int | float | None:
     """Plain ASCII decimal notation only: no other scripts' digits, no `_`, no hex, no words."""
-    if len(text) > MAX_NUMBER_CHARS:
-        return None
-    if field_type is FieldType.INTEGER:
-        return int(text) if INTEGER_TEXT.match(text) else None
-    return float(text) if FLOAT_TEXT.match(text) else None
+    return parse_integer(text) if field_type is FieldType.INTEGER else parse_float(text)
 
 
 # --- checking values (the team member's launch) ------------------------------

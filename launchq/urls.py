@@ -2,15 +2,35 @@
 
 from django.contrib import admin
 from django.templatetags.static import static
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from django.views.generic import RedirectView
 
 from launchq.api import api
 from launchq.graphql import files
 from launchq.graphql.views import graphql
+from launchq.numbers import MAX_ID, NumberRefused, read_count
 from launchq.views import agents, config, queues, runs, tokens
 
 app_name = "launchq"
+handler400 = "launchq.views.errors.bad_request"
+
+
+class IdConverter:
+    """A number in a path (a version, a token, an agent): read by the one strict reader; out of range is no match (404)."""
+
+    regex = "[0-9]{1,12}"
+
+    def to_python(self, value: str) -> int:
+        try:
+            return read_count(value, name="id", maximum=MAX_ID)
+        except NumberRefused as refused:
+            raise ValueError(refused.message) from None
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
 
 queue_urls = [
     path("", queues.queue_detail, name="queue_detail"),
@@ -22,8 +42,8 @@ queue_urls = [
     path("config/parse/", config.config_parse, name="config_parse"),
     path("config/tile/", config.config_tile, name="config_tile"),
     path("config/save/", config.config_save, name="config_save"),
-    path("config/versions/<int:number>/", config.config_version, name="config_version"),
-    path("config/versions/<int:number>/restore/", config.config_restore, name="config_restore"),
+    path("config/versions/<id:number>/", config.config_version, name="config_version"),
+    path("config/versions/<id:number>/restore/", config.config_restore, name="config_restore"),
 ]
 
 app_urls = [
@@ -31,13 +51,13 @@ app_urls = [
     path("launch/", queues.launch, name="launch"),
     path("account/tokens/", tokens.token_list, name="token_list"),
     path("account/tokens/new/", tokens.token_create, name="token_create"),
-    path("account/tokens/<int:pk>/revoke/", tokens.token_revoke, name="token_revoke"),
+    path("account/tokens/<id:pk>/revoke/", tokens.token_revoke, name="token_revoke"),
     path("cli/launchq-cli.py", tokens.cli_download, name="cli_download"),
     path("teams/<slug:team>/queues/new/", queues.queue_create, name="queue_create"),
     path("agents/", agents.agents_home, name="agents_home"),
     path("teams/<slug:team>/agents/", agents.agent_list, name="agent_list"),
     path("teams/<slug:team>/agents/new/", agents.agent_create, name="agent_create"),
-    path("teams/<slug:team>/agents/<int:agent>/revoke/", agents.agent_revoke, name="agent_revoke"),
+    path("teams/<slug:team>/agents/<id:agent>/revoke/", agents.agent_revoke, name="agent_revoke"),
     path("teams/<slug:team>/queues/<str:queue>/", include(queue_urls)),
     path("teams/<slug:team>/runs/<str:run_id>/", runs.run_detail, name="run_detail"),
     path("teams/<slug:team>/runs/<str:run_id>/cancel/", runs.run_cancel, name="run_cancel"),

@@ -695,3 +695,28 @@ def test_run_names_with_bidi_controls_or_invisible_characters_are_refused(member
     assert response.status_code == 400
     assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [("name", "invalid_character")]
     assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "query, field, code",
+    [
+        ({"offset": "99999999999999999999"}, "offset", "out_of_range"),
+        ({"offset": "9" * 5000}, "offset", "type"),
+        ({"offset": "²"}, "offset", "type"),
+        ({"limit": "٣"}, "limit", "type"),
+        ({"limit": "1_0"}, "limit", "type"),
+        ({"limit": "101"}, "limit", "out_of_range"),
+    ],
+)
+def test_crafted_numbers_in_a_query_are_a_422_in_the_error_shape(member_api, queue, query, field, code):
+    response = member_api.get("/teams/ml/queues/train/runs", **query)
+    assert response.status_code == 422
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [(field, code)]
+
+
+@pytest.mark.parametrize("priority", [False, True, 1.0, [0]])
+def test_a_priority_that_is_not_a_name_or_a_number_is_refused_not_taken_as_critical(member_api, queue, priority):
+    response = member_api.launch(project="proj", priority=priority)
+    assert response.status_code in (400, 422)
+    assert [e["field"] for e in response.json()["errors"]] == ["priority"]
+    assert not Run.objects.exists()

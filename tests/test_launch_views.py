@@ -669,3 +669,21 @@ def test_control_characters_are_refused_not_stored(client, member, queue, tamper
     assert response.status_code == 400
     assert "invalid_character" in codes(response.content.decode())
     assert Run.objects.count() == 0
+
+
+# --- numbers the form carries -------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["²", "9" * 5000, "-1", "1e3", "99999999999"])
+def test_a_crafted_config_version_is_a_400_with_its_reason_and_launches_nothing(client, member, queue, version):
+    for target in (launch_url(queue), preview_url(queue)):
+        for headers in ({}, HTMX):
+            response = client.post(target, {**VALID, "config_version": version}, **headers)
+            assert response.status_code == 400
+            assert 'id="bad-request"' in response.content.decode() and "config_version" in response.content.decode()
+    assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize("page", ["²", "9" * 5000, "0"])
+def test_a_crafted_page_number_on_the_runs_tab_is_a_400(client, member, queue, page):
+    assert client.get(runs_url(queue), {"page": page}).status_code == 400

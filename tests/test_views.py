@@ -552,3 +552,45 @@ def test_descriptions_and_token_names_refuse_bidi_controls(admin_user, team, mak
     assert new.status_code == 400 and not Queue.objects.filter(name="fresh").exists()
     token = admin.post("/account/tokens/new/", {"name": "laptop\u202e"})
     assert token.status_code == 400 and not ApiToken.objects.exists()
+
+
+# --- numbers the Config tab's form carries ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"base_version": "²"}, {"base_version": "9" * 5000}, {"tile_action": "aws_instance:remove:²"}, {"tile_action": "aws_instance:remove:" + "9" * 5000}],
+)
+def test_crafted_numbers_in_parse_and_save_are_a_400_with_their_reason(url, admin_user, queue, extra):
+    client = as_user(admin_user)
+    data = {**form(SEED, seed_tile(), tile="aws_instance"), **extra}
+    for target in ("parse", "save", "tile"):
+        for headers in ({}, HX):
+            response = client.post(url[target], data, **headers)
+            assert response.status_code == 400, (target, response.status_code)
+            assert 'id="bad-request"' in response.content.decode()
+    assert queue.versions.count() == 1
+    assert client.post(url["v1"] + "restore/", {"base_version": extra.get("base_version", "²")}).status_code == 400
+
+
+def test_a_maximum_length_of_thousands_of_digits_is_refused_beside_its_input(url, admin_user, queue):
+    text = SEED + "branch: '{{branch}}'\n"
+    response = as_user(admin_user).post(url["save"], form(text, seed_tile(), tile_post("branch", max_length="9" * 4400)))
+    assert response.status_code == 400
+    body = response.content.decode()
+    box = body[body.index('id="f-branch-max_length"') :]
+    assert box.index('data-code="max_length_invalid"') < box.index("</div>")
+    assert "9" * 41 not in body[body.index('data-code="max_length_invalid"') :]
+
+
+@pytest.mark.parametrize("path", ["versions/99999999999999999999/", "versions/99999999999999999999/restore/", "versions/٣/"])
+def test_a_version_number_out_of_range_is_not_found(url, admin_user, queue, path):
+    client = as_user(admin_user)
+    assert client.get(url["config"] + path).status_code == 404
+    assert client.post(url["config"] + path, {"base_version": "1"}).status_code in (404, 405)
+
+
+def test_a_token_or_agent_number_out_of_range_is_not_found(admin_user):
+    client = as_user(admin_user)
+    assert client.post("/account/tokens/99999999999999999999/revoke/").status_code == 404
+    assert client.post("/teams/ml/agents/99999999999999999999/revoke/").status_code == 404

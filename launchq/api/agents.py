@@ -22,6 +22,7 @@ from ninja import Field, Router, Schema, Status
 
 from launchq import queueing
 from launchq.api.auth import AgentAuth
+from launchq.api.schemas import ExitCode
 from launchq.images import base_image
 from launchq.models import Priority, Run
 from launchq.runs import InvalidTransition
@@ -89,7 +90,7 @@ class StateIn(Schema):
     state: Literal["starting", "running", "finished", "failed", "cancelled", "handed_over"]
     message: str = Field("", max_length=10_000)
     reason: str = Field("", max_length=10_000)
-    exit_code: int | None = None
+    exit_code: ExitCode = None
 
 
 class OutputIn(Schema):

@@ -6,6 +6,8 @@ launch form makes, so the API refuses exactly what the form refuses.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from ninja import Header, Path, Query, Router, Status
@@ -13,8 +15,9 @@ from ninja import Header, Path, Query, Router, Status
 from launchq.access import may_cancel, membership_for, queue_for
 from launchq.api.auth import TokenAuth
 from launchq.api.errors import message_body, problems_body
-from launchq.api.schemas import InvalidRequest, LaunchIn, Message, Problems, RunOut, RunPage
+from launchq.api.schemas import InvalidRequest, whole_number, LaunchIn, Message, Problems, RunOut, RunPage
 from launchq.models import Priority, Run, RunState
+from launchq.numbers import MAX_ID
 from launchq.runs import InvalidTransition, KeyReused, LaunchRefused, cancel, launch_run
 
 router = Router(auth=TokenAuth(), tags=["runs"])
@@ -87,8 +90,8 @@ def run_list(
     request: HttpRequest,
     team: str = TeamSlug,
     queue: str = QueueName,
-    limit: int = Query(20, ge=1, le=MAX_PAGE, description=f"Runs per page (1-{MAX_PAGE})."),
-    offset: int = Query(0, ge=0, description="How many runs to skip."),
+    limit: Annotated[int, whole_number("limit", minimum=1, maximum=MAX_PAGE)] = Query(20, ge=1, le=MAX_PAGE, description=f"Runs per page (1-{MAX_PAGE})."),
+    offset: Annotated[int, whole_number("offset")] = Query(0, ge=0, le=MAX_ID, description="How many runs to skip."),
     state: RunState | None = Query(None, description="Only runs in this state."),
 ):
     """One page of the queue's runs. `next` is the URL of the following page, null on the last."""

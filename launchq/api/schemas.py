@@ -6,13 +6,48 @@ decided by `launchq.guardrails` and `launchq.runs`.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
-from pydantic import ConfigDict
+from pydantic import BeforeValidator, ConfigDict
+from pydantic_core import PydanticCustomError
+
+from launchq.numbers import MAX_ID, NumberRefused, read_count
 
 PriorityName = Literal["critical", "high", "medium", "low"]
+
+
+def whole_number(name: str, *, minimum: int = 0, maximum: int = MAX_ID) -> BeforeValidator:
+    """A number the API reads, through launchq's one strict reader: ASCII digits, inside the range, else 422."""
+
+    def read(raw: object) -> object:
+        try:
+            return read_count(raw, name=name, minimum=minimum, maximum=maximum)
+        except NumberRefused as refused:
+            raise PydanticCustomError(refused.code, refused.message) from None
+
+    return BeforeValidator(read)
+
+
+ExitCode = Annotated[int | None, whole_number("exit_code", minimum=-MAX_ID - 1)]
+NOT_A_PRIORITY = "priority must be one of critical, high, medium, low, or W&B's number 0-3 (got {value})."
+
+
+def _name_or_number(raw: object) -> object:
+    """A priority is a name or an integer; JSON's false is not 0 (critical), nor 1.0 high."""
+    if raw is None or isinstance(raw, str) or (isinstance(raw, int) and not isinstance(raw, bool)):
+        return raw
+    raise PydanticCustomError("type", NOT_A_PRIORITY.format(value=json_text(raw)))
+
+
+def json_text(value: object) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = type(value).__name__
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 class ProblemOut(Schema):
@@ -109,7 +144,7 @@ class LaunchIn(Schema):
         description="Template field name → value. Strings are typed by the server (\"4\" is 4 for an Integer); numbers must be plain ASCII decimals.",
     )
     job: JobIn = Field(default_factory=JobIn)
-    priority: str | int | None = Field(
+    priority: Annotated[str | int | None, BeforeValidator(_name_or_number)] = Field(
         None,
         description="critical, high, medium (the default) or low; W&B's numbers 0-3 work too.",
         json_schema_extra={"examples": ["high"]},

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from launchq.access import queue_for, require_admin
 from launchq.configs import ConfigConflict, ConfigRejected, check_config, check_definitions, save_config
-from launchq.forms import ConfigPost, Tile
+from launchq.forms import ConfigPost, Tile, request_number
 from launchq.guardrails import FieldType
 from launchq.macros import BUILTIN_MACROS
 from launchq.models import ConfigVersion, Run
@@ -305,10 +305,7 @@ def config_restore(request: HttpRequest, team: str, queue: str, number: int) -> 
         version = queue_obj.versions.get(number=number)
     except ConfigVersion.DoesNotExist:
         raise Http404("No such version.") from None
-    try:
-        base = int(request.POST.get("base_version", ""))
-    except ValueError:
-        base = None
+    base = request_number(request.POST.get("base_version", ""), name="base_version (the version this page was drawn for)")
     if _would_wipe(version.text, queue_obj.current_version):
         messages.error(request, f"Version {number} is empty; restoring it would wipe the queue's config. {EMPTY_SAVE}")
         return redirect("launchq:config_version", team, queue, number)

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRefresh
 
 from launchq.access import may_cancel, membership_for, queue_for
-from launchq.forms import LAUNCH_INPUTS, VALUE_PREFIX, LaunchPost, value_inputs
+from launchq.forms import LAUNCH_INPUTS, VALUE_PREFIX, LaunchPost, request_number, value_inputs
 from launchq.guardrails import Problem, check_values
 from launchq.macros import MACRO
 from launchq.models import IN_FLIGHT, Membership, Priority, Queue, Run, RunFile, RunState
@@ -81,7 +81,7 @@ def queue_runs(request: HttpRequest, team: str, queue: str) -> HttpResponse:
         state = ""
     if state:
         runs = runs.filter(state=state)
-    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(runs, RUNS_PER_PAGE).get_page(request_number(request.GET.get("page", ""), name="page", minimum=1))
     for run in page:
         run.failure_line = _last_line(run.failure_reason)
     agents = [a for a in queue_obj.agents.filter(revoked_at__isnull=True).order_by("name") if a.state != "offline"]
