@@ -15,6 +15,7 @@ from django.http import QueryDict
 
 from launchq.characters import describe, unwanted_character
 from launchq.guardrails import MAX_ALLOWED_VALUES, MAX_TEXT_LENGTH, Field, FieldType, GuardrailError, Problem, define_field
+from launchq.limits import MAX_FIELDS
 from launchq.models import Queue, Resource, name_validator
 from launchq.numbers import MAX_ID, NumberRefused, parse_integer, plain_number, read_count
 from launchq.patterns import html_pattern
@@ -22,6 +23,7 @@ from launchq.templating import Format, Occurrence
 
 ALREADY_ALLOWED = "{value!r} is already an allowed value."
 UNWANTED_CHARACTER = "This text contains {char}; remove it."
+TOO_MANY_TILES = "The form sent {count} tiles; a queue config has at most {bound} template fields."
 
 
 def request_number(raw: str, *, name: str, maximum: int = MAX_ID, minimum: int = 0) -> int | None:
@@ -93,7 +95,7 @@ class Tile:
 
         Several may be given at once, separated by commas or new lines.
         """
-        for value in text.replace("\n", ",").split(","):
+        for value in text.replace("\n", ",").split(",", MAX_ALLOWED_VALUES):  # more is refused anyway
             value = value.strip()
             if value in self.allowed:
                 self.notes.append(Problem(self.name, "allowed_duplicate", ALREADY_ALLOWED.format(value=value), value=value, attribute="allowed"))
@@ -173,7 +175,10 @@ class ConfigPost:
             fmt = Format.YAML.value
         base = request_number(data.get("base_version", ""), name="base_version (the version the editor started from)")
         tiles = {}
-        for name in data.getlist("tiles"):
+        names = data.getlist("tiles")
+        if len(set(names)) > MAX_FIELDS:
+            raise BadRequest(TOO_MANY_TILES.format(count=len(set(names)), bound=MAX_FIELDS))
+        for name in names:
             if name not in tiles:
                 tiles[name] = Tile.from_post(name, data)
         action = None

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from launchq.characters import describe, unwanted_character
+from launchq.limits import MAX_FIELDS, MAX_UNKNOWN_SHOWN
 from launchq.numbers import MAX_NUMBER_CHARS, NON_FINITE_TEXT, parse_float, parse_integer
 from launchq.patterns import PatternError, compile_pattern, matches
 from launchq.numbers import plain_number
@@ -117,6 +118,8 @@ class GuardrailError(Exception):
 
 REQUIRED = "{field} is required: this field has no default."
 UNKNOWN_FIELD = "{field} is not a template field of this queue; only its template fields can be set."
+MORE_UNKNOWN = "…and {count} more names that are not template fields of this queue."
+TOO_MANY_VALUES = "A launch can set at most {bound} values (this one sets {count}); only the queue's template fields can be set."
 NOT_TEXT = "{field} must be text (got {value!r})."
 NOT_INTEGER = "{field} must be a whole number written with the digits 0-9, like 3 (got {value!r})."
 NOT_NUMBER = "{field} must be a number written with the digits 0-9, like 2.5 (got {value!r})."
@@ -220,6 +223,9 @@ def check_definition(field_: Field) -> list[Problem]:
 
 def _define_string(name, description, allowed, default, pattern, max_length, problem) -> Field:
     values = [v for v in allowed]
+    if len(values) > MAX_ALLOWED_VALUES:  # said once, not checked value by value
+        problem("allowed", "allowed_too_many", ALLOWED_TOO_MANY, bound=MAX_ALLOWED_VALUES)
+        return Field(name, FieldType.STRING, description)
     seen: set[str] = set()
     for value in values:
         if not value.strip():
@@ -229,8 +235,6 @@ def _define_string(name, description, allowed, default, pattern, max_length, pro
         elif value in seen:
             problem("allowed", "allowed_duplicate", ALLOWED_DUPLICATE, value=value)
         seen.add(value)
-    if len(values) > MAX_ALLOWED_VALUES:
-        problem("allowed", "allowed_too_many", ALLOWED_TOO_MANY, bound=MAX_ALLOWED_VALUES)
 
     default_value = default if default.strip() else None
     if values:
@@ -405,12 +409,19 @@ def check_values(fields: Sequence[Field], raw: Mapping[str, object]) -> dict[str
 
     Returns the typed values in field order; raises `GuardrailError` with all problems.
     """
+    if len(raw) > MAX_FIELDS:  # refused whole: answering for each of 50,000 names costs more than it tells
+        raise GuardrailError([Problem("", "too_many_values", TOO_MANY_VALUES.format(bound=MAX_FIELDS, count=len(raw)), bound=MAX_FIELDS)])
     problems: list[Problem] = []
     values: dict[str, Value] = {}
     known = {f.name for f in fields}
-    for name in raw:
-        if name not in known:
-            problems.append(Problem(str(name), "unknown_field", UNKNOWN_FIELD.format(field=name), bound=sorted(known)))
+    unknown = [str(name) for name in raw if name not in known]
+    names = sorted(known)
+    for name in unknown[:MAX_UNKNOWN_SHOWN]:
+        shown = _AsJson.of(name)
+        problems.append(Problem(shown, "unknown_field", UNKNOWN_FIELD.format(field=shown), bound=names))
+    if len(unknown) > MAX_UNKNOWN_SHOWN:
+        extra = len(unknown) - MAX_UNKNOWN_SHOWN
+        problems.append(Problem("", "unknown_field", MORE_UNKNOWN.format(count=extra), bound=names))
     for field_ in fields:
         try:
             values[field_.name] = check_value(field_, raw.get(field_.name))

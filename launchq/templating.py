@@ -20,16 +20,19 @@ No Django here: the agent imports this module on its own machine.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
-import math
+import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 import yaml
 
+from launchq.limits import MAX_FIELDS
 from launchq.macros import MACRO, Lookup, fill_macros
 from launchq.numbers import plain_number
 
@@ -59,17 +62,16 @@ _RESERVED = re.compile("[\ue000-\ue004]")
 _FIELD_MASK = re.compile("\ue000([A-Za-z0-9_-]+)\ue001+")
 _BAD_MASK = re.compile("\ue002\ue003*|\ue004\ue004")
 _JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
-_JSON_KEY_AFTER = re.compile(r"[ \t\r\n]*:")
-_JSON_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[{}\[\]]')
 _MASKED = re.compile("[\ue000-\ue004]")
 _HUGE_NUMBER = re.compile(r"[0-9][0-9_]{4000,}")
 _PROPERTIES = re.compile(r"(?:[&!][^ \t\r\n]*[ \t\r\n]+)+")
 
 # --- errors ------------------------------------------------------------------
 
-TOO_LARGE = "The config is {size:.0f} KiB; the limit is {limit} KiB."
+TOO_LARGE = "The config is {size:,} bytes of UTF-8; the limit is {limit:,} bytes ({kib} KiB)."
 TOO_MANY_VALUES = "The config expands to more than {limit} values (YAML aliases?); that limit keeps the server responsive."
 TOO_DEEP = "The config nests more than {limit} levels deep."
+TOO_MANY_FIELDS = "The config has {count} template fields; a queue can have at most {limit}. This is field {number}."
 NOT_MAPPING = "The top of the config must be a mapping of keys to values (like `key: value`), not {kind}."
 SYNTAX = "{problem}"
 BAD_TAG = "Tags that build objects are not allowed: {problem}"
@@ -134,13 +136,40 @@ class ParsedConfig:
     data: dict[str, Any]
     occurrences: tuple[Occurrence, ...]
     macros: tuple[str, ...]
-    positions: Mapping[str, tuple[int, int]]
     _spots: tuple[_Spot, ...]
+    _masked: str = ""
+
+    @cached_property
+    def positions(self) -> Mapping[str, tuple[int, int]]:
+        """Line and column of each scalar value by its path (read again when asked: only an error needs it)."""
+        if not self.data:
+            return {}
+        lines = _Lines(self.text)
+        if self.format is Format.YAML:
+            loader = _Loader(self._masked)
+            try:
+                scalars = _walk_yaml(loader.get_single_node(), every=True)
+            finally:
+                loader.dispose()
+        else:
+            scalars = _scan_json(self._masked, every=True)
+        found: dict[str, tuple[int, int]] = {}
+        for scalar in scalars:
+            if not scalar.is_key:
+                found.setdefault(scalar.path, lines.position(scalar.start))
+        return found
 
     @property
     def fields(self) -> list[str]:
         """Template field names in the order they first appear; the same name twice is one field."""
         return list(dict.fromkeys(o.name for o in self.occurrences))
+
+    def by_name(self) -> dict[str, list[Occurrence]]:
+        """Each field's occurrences, fields in the order they first appear (one pass, however many fields)."""
+        found: dict[str, list[Occurrence]] = {}
+        for o in self.occurrences:
+            found.setdefault(o.name, []).append(o)
+        return found
 
     def where(self, name: str) -> list[Occurrence]:
         return [o for o in self.occurrences if o.name == name]
@@ -163,12 +192,13 @@ def parse_config(text: str, fmt: Format | str, *, strict_keys: bool = True) -> P
     """Parse a queue config; raise `ConfigError` with a line and column if it cannot be used.
 
     `strict_keys=False` reads a key written twice the way YAML and JSON readers do (the last one
-    wins) instead of refusing it: for versions saved before that was refused, which must keep working.
+    wins) instead of refusing it, and does not count the template fields against MAX_FIELDS: for
+    versions saved before those were refused, which must keep working.
     """
     fmt = Format(fmt)
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_CONFIG_BYTES:
-        raise ConfigError("too_large", TOO_LARGE.format(size=size / 1024, limit=MAX_CONFIG_BYTES // 1024))
+        raise ConfigError("too_large", TOO_LARGE.format(size=size, limit=MAX_CONFIG_BYTES, kib=MAX_CONFIG_BYTES // 1024))
     reserved = _RESERVED.search(text)
     if reserved:
         line, column = _Lines(text).position(reserved.start())
@@ -188,10 +218,7 @@ def parse_config(text: str, fmt: Format | str, *, strict_keys: bool = True) -> P
     occurrences: list[Occurrence] = []
     macros: list[str] = []
     spots: dict[int, _Spot] = {}
-    positions: dict[str, tuple[int, int]] = {}
-    for scalar in scalars:
-        if not scalar.is_key:
-            positions.setdefault(scalar.path, lines.position(scalar.start))
+    for scalar in scalars:  # only those holding a placeholder, something like one, or a macro
         _check_masks(scalar, text, lines)
         macros.extend(m.group(1) for m in MACRO.finditer(scalar.value))
         found = list(_FIELD_MASK.finditer(scalar.value))
@@ -204,15 +231,27 @@ def parse_config(text: str, fmt: Format | str, *, strict_keys: bool = True) -> P
             line, column = lines.position(at)
             occurrences.append(Occurrence(match.group(1), scalar.path, line, column, whole))
         spots.setdefault(scalar.start, _Spot(scalar.start, scalar.end, scalar.value, scalar.style))
+    if strict_keys:
+        _refuse_too_many_fields(occurrences)
     return ParsedConfig(
         text=text,
         format=fmt,
         data=data,
         occurrences=tuple(occurrences),
         macros=tuple(dict.fromkeys(macros)),
-        positions=positions,
         _spots=tuple(sorted(spots.values(), key=lambda s: s.start)),
+        _masked=masked,
     )
+
+
+def _refuse_too_many_fields(occurrences: list[Occurrence]) -> None:
+    first: dict[str, Occurrence] = {}
+    for o in occurrences:
+        first.setdefault(o.name, o)
+    if len(first) > MAX_FIELDS:
+        extra = list(first.values())[MAX_FIELDS]
+        message = TOO_MANY_FIELDS.format(count=len(first), limit=MAX_FIELDS, number=MAX_FIELDS + 1)
+        raise ConfigError("too_many_fields", message, extra.line, extra.column)
 
 
 # --- rendering ---------------------------------------------------------------
@@ -342,8 +381,15 @@ class _Scalar:
 
 
 class _Lines:
+    """Line and column of an index into the text; the line starts are found on the first question."""
+
     def __init__(self, text: str):
-        self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.text = text
+
+    @cached_property
+    def starts(self) -> list[int]:
+        lengths = map(operator.add, map(len, self.text.split("\n")), itertools.repeat(1))
+        return list(itertools.accumulate(lengths, initial=0))
 
     def position(self, index: int) -> tuple[int, int]:
         line = bisect.bisect_right(self.starts, index)
@@ -352,7 +398,9 @@ class _Lines:
 
 def _mask(text: str, fmt: Format) -> str:
     """Mask every `{{...}}` with same-length private-use characters (see the module's docstring)."""
-    in_string = _json_string_spans(text) if fmt is Format.JSON else None
+    if "{{" not in text:
+        return text
+    in_string = _JsonStrings(text) if fmt is Format.JSON else None
 
     def replace(match: re.Match[str]) -> str:
         size = len(match.group(0))
@@ -361,20 +409,34 @@ def _mask(text: str, fmt: Format) -> str:
         name = match.group(1).strip(" \t")
         if not NAME.match(name):
             return _BAD_OPEN + _BAD_FILL * (size - 1)
-        if in_string is not None and not _inside(in_string, match.start()):
+        if in_string is not None and not in_string.holds(match.start()):
             return '"' + _FIELD_OPEN + name + _FIELD_FILL * (size - len(name) - 3) + '"'
         return _FIELD_OPEN + name + _FIELD_FILL * (size - len(name) - 1)
 
     return _BRACES.sub(replace, text)
 
 
-def _json_string_spans(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in _JSON_STRING.finditer(text)]
+class _JsonStrings:
+    """Whether an index is inside a JSON string, asked in increasing order: one pass over each line's strings.
 
+    JSON strings never span lines, so each line is read from its start, and only up to the last index asked.
+    """
 
-def _inside(spans: list[tuple[int, int]], index: int) -> bool:
-    i = bisect.bisect_right(spans, (index, math.inf)) - 1
-    return i >= 0 and spans[i][0] < index < spans[i][1]
+    def __init__(self, text: str):
+        self.text = text
+        self.line_start = -1
+        self.cursor = 0
+
+    def holds(self, index: int) -> bool:
+        line_start = self.text.rfind("\n", 0, index) + 1
+        if line_start != self.line_start:
+            self.line_start = self.cursor = line_start
+        for match in _JSON_STRING.finditer(self.text, self.cursor):
+            if match.end() <= index:
+                self.cursor = match.end()
+                continue
+            return match.start() < index
+        return False
 
 
 def _only_comments(text: str) -> bool:
@@ -386,6 +448,8 @@ def _load_yaml(masked: str, text: str, lines: _Lines, strict_keys: bool = True) 
 
     def key_of(node: yaml.ScalarNode) -> Any:
         """The key as YAML reads it (`yes` and `true` are one key), or its text when it cannot be read."""
+        if node.tag == _STR_TAG:  # most keys: the text is the key
+            return ("str", node.value)
         try:
             key = loader.construct_object(node, deep=True)
             hash(key)
@@ -414,47 +478,76 @@ def _load_yaml(masked: str, text: str, lines: _Lines, strict_keys: bool = True) 
         loader.dispose()
 
 
-def _walk_yaml(root: yaml.Node, key_of=None) -> list[_Scalar]:
-    """Every string scalar with its path and source span, in document order, within the limits.
+_STR_TAG = "tag:yaml.org,2002:str"
+# A scalar that matters to the parse: it holds a placeholder (or something like one), or a macro. JSON text
+# with an escape (\u0024) is read first, as it could spell either.
+_INTERESTING = re.compile("[\ue000-\ue004]|\\$\\{")
+_INTERESTING_JSON = re.compile("[\ue000-\ue004]|\\$\\{|\\\\u")
 
-    With `key_of` (how a key reads), a mapping that has the same key twice is refused.
+
+def _walk_yaml(root: yaml.Node, key_of=None, every: bool = False) -> list[_Scalar]:
+    """The scalars that matter (every scalar with `every`), with path and source span, in document order.
+
+    Checks the limits on the way (values, counting each use of an alias; depth). With `key_of` (how a key
+    reads), a mapping that has the same key twice is refused. Paths are written out only for containers
+    and the scalars returned, so the walk costs little more per node than visiting it.
     """
     scalars: list[_Scalar] = []
-    stack: list[tuple[yaml.Node, str, bool, int]] = [(root, "", False, 0)]
+    interesting = _INTERESTING.search
+    Scalar, Sequence, Mapping_ = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
+    # (node, parent path, this node's step from it, is_key, depth)
+    stack: list[tuple[yaml.Node, str, str, bool, int]] = [(root, "", "", False, 0)]
     count = 0
     while stack:
-        node, path, is_key, depth = stack.pop()
+        node, parent, step, is_key, depth = stack.pop()
         count += 1
         if count > MAX_VALUES:
             raise ConfigError("too_many_values", TOO_MANY_VALUES.format(limit=MAX_VALUES))
         if depth > MAX_DEPTH:
             line, column = node.start_mark.line + 1, node.start_mark.column + 1
             raise ConfigError("too_deep", TOO_DEEP.format(limit=MAX_DEPTH), line, column)
-        if isinstance(node, yaml.ScalarNode):
-            scalars.append(_Scalar(path, node.value, node.start_mark.index, node.end_mark.index, node.style or "", is_key))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in reversed(list(enumerate(node.value))):
-                stack.append((item, f"{path}[{i}]", is_key, depth + 1))
-        elif isinstance(node, yaml.MappingNode):
+        kind = type(node)
+        if kind is Scalar:
+            if every or interesting(node.value):
+                path = _step(parent, step)
+                scalars.append(_Scalar(path, node.value, node.start_mark.index, node.end_mark.index, node.style or "", is_key))
+            continue
+        path = _step(parent, step)
+        if kind is Sequence:
+            items = node.value
+            for i in range(len(items) - 1, -1, -1):
+                stack.append((items[i], path, f"[{i}]", is_key, depth + 1))
+        elif kind is Mapping_:
             if key_of is not None:
                 _refuse_duplicate_yaml_keys(node, path, key_of)
             for key, value in reversed(node.value):
-                label = key.value if isinstance(key, yaml.ScalarNode) else "?"
-                stack.append((value, f"{path}.{label}" if path else label, is_key, depth + 1))
-                stack.append((key, path, True, depth + 1))
+                label = key.value if type(key) is Scalar else "?"
+                stack.append((value, path, label, is_key, depth + 1))
+                stack.append((key, path, "", True, depth + 1))
     return scalars
 
 
+def _step(parent: str, step: str) -> str:
+    """`a.b` + `c` is `a.b.c`; `a` + `[0]` is `a[0]`; a key's own step is "" (it sits at its mapping's path)."""
+    if not step:
+        return parent
+    if not parent or step[0] == "[":
+        return parent + step
+    return f"{parent}.{step}"
+
+
 def _refuse_duplicate_yaml_keys(node: yaml.MappingNode, path: str, key_of) -> None:
-    seen: dict[Any, int] = {}
+    seen: dict[Any, yaml.ScalarNode] = {}
     for key, _ in node.value:
-        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge" or _MASKED.search(key.value):
+        if type(key) is not yaml.ScalarNode or key.tag == "tag:yaml.org,2002:merge" or _MASKED.search(key.value):
             continue
-        line, column = key.start_mark.line + 1, key.start_mark.column + 1
         identity = key_of(key)
-        if identity in seen:
-            raise ConfigError("duplicate_key", DUPLICATE_KEY.format(key=key.value, first=seen[identity], kind="mapping"), line, column, path)
-        seen[identity] = line
+        first = seen.get(identity)
+        if first is not None:
+            line, column = key.start_mark.line + 1, key.start_mark.column + 1
+            message = DUPLICATE_KEY.format(key=key.value, first=first.start_mark.line + 1, kind="mapping")
+            raise ConfigError("duplicate_key", message, line, column, path)
+        seen[identity] = key
 
 
 def _huge_number(masked: str, lines: _Lines) -> ConfigError:
@@ -463,40 +556,9 @@ def _huge_number(masked: str, lines: _Lines) -> ConfigError:
     return ConfigError("too_large_number", HUGE_NUMBER, line, column)
 
 
-class _DuplicateJsonKey(Exception):
-    pass
-
-
-def _no_duplicate_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    data = dict(pairs)
-    if len(data) != len(pairs):
-        raise _DuplicateJsonKey
-    return data
-
-
-def _duplicate_json_key(masked: str, lines: _Lines) -> ConfigError:
-    """Where the first repeated key of a JSON object is, found by following the objects' nesting."""
-    stack: list[dict[str, int] | None] = []
-    for match in _JSON_TOKEN.finditer(masked):
-        token = match.group(0)
-        if token in "{[":
-            stack.append({} if token == "{" else None)
-        elif token in "}]":
-            stack.pop()
-        elif stack and stack[-1] is not None and _JSON_KEY_AFTER.match(masked, match.end()):
-            key = json.loads(token)
-            line, column = lines.position(match.start())
-            if key in stack[-1]:
-                return ConfigError("duplicate_key", DUPLICATE_KEY.format(key=key, first=stack[-1][key], kind="object"), line, column)
-            stack[-1][key] = line
-    return ConfigError("duplicate_key", "A key appears twice in one object; only one would be kept, so remove or rename one.")
-
-
 def _load_json(masked: str, text: str, lines: _Lines, strict_keys: bool = True) -> tuple[Any, list[_Scalar]]:
     try:
-        data = json.loads(masked, object_pairs_hook=_no_duplicate_pairs if strict_keys else None)
-    except _DuplicateJsonKey:
-        raise _duplicate_json_key(masked, lines) from None
+        data = json.loads(masked)
     except json.JSONDecodeError as error:
         bad = _bad_mask_near(masked, error.pos)
         if bad is not None:
@@ -506,41 +568,140 @@ def _load_json(masked: str, text: str, lines: _Lines, strict_keys: bool = True) 
         raise ConfigError("too_deep", TOO_DEEP.format(limit=MAX_DEPTH)) from None
     except ValueError:  # Python's guard against numbers of thousands of digits
         raise _huge_number(masked, lines) from None
-
-    tokens = []
-    for match in _JSON_STRING.finditer(masked):
-        is_key = bool(_JSON_KEY_AFTER.match(masked, match.end()))
-        tokens.append((match.start(), match.end(), is_key))
-    keys = [(s, e) for s, e, k in tokens if k]
-    values = iter([(s, e) for s, e, k in tokens if not k])
-
-    scalars = [_Scalar("", json.loads(masked[s:e]), s, e, '"', True) for s, e in keys]
-    for path, string in _walk_json(data):
-        for start, end in values:
-            if json.loads(masked[start:end]) == string:
-                scalars.append(_Scalar(path, string, start, end, '"', False))
-                break
-    return data, scalars
+    return data, _scan_json(masked, lines=lines, strict_keys=strict_keys)
 
 
-def _walk_json(root: Any) -> list[tuple[str, str]]:
-    strings: list[tuple[str, str]] = []
-    stack: list[tuple[Any, str, int]] = [(root, "", 0)]
-    count = 0
-    while stack:
-        node, path, depth = stack.pop()
-        count += 1
-        if count > MAX_VALUES:
-            raise ConfigError("too_many_values", TOO_MANY_VALUES.format(limit=MAX_VALUES))
-        if depth > MAX_DEPTH:
-            raise ConfigError("too_deep", TOO_DEEP.format(limit=MAX_DEPTH))
-        if isinstance(node, str):
-            strings.append((path, node))
-        elif isinstance(node, list):
-            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in reversed(list(enumerate(node))))
-        elif isinstance(node, dict):
-            stack.extend((v, f"{path}.{k}" if path else k, depth + 1) for k, v in reversed(node.items()))
-    return strings
+# The scan's tokens. A string is "plain" when it holds nothing the parse looks for (no placeholder mask, no
+# `${`, no \\u escape that could spell one); plain scalars after a key, and runs of plain items in an array,
+# are swallowed with what comes before them, so most of a config passes through the regex engine alone.
+_PLAIN_STRING = '"[^"\\\\\ue000-\ue004$]*(?:(?:\\$(?!\\{)|\\\\[^u])[^"\\\\\ue000-\ue004$]*)*"'  # "unrolled": runs of plain characters
+_PLAIN_SCALAR = f"(?:{_PLAIN_STRING}|[-+0-9.eE]+|true|false|null)"
+_ANY_STRING = '"[^"\\\\]*(?:\\\\.[^"\\\\]*)*"'
+_JSON_SCAN = re.compile(
+    "[\\s,:]*(?:"  # what lies between tokens, taken in one run (sre would try every alternative at each space)
+    f"({_PLAIN_STRING})\\s*:(?:\\s*(?:{_PLAIN_SCALAR}(?=\\s*[,}}])|([{{[])))?"  # 1 a plain key, with its plain value or 2 its opening bracket
+    f"|({_ANY_STRING})\\s*:"  # 3 another key
+    f"|(?:{_PLAIN_SCALAR}\\s*,\\s*)+|{_PLAIN_SCALAR}(?=\\s*\\])"  # plain items of an array
+    f"|({_ANY_STRING})"  # 4 a string value to look at
+    "|([{[])"  # 5 an opening bracket
+    "|([]}](?:\\s*[]}])*)"  # 6 closing brackets
+    ")"
+)
+# For every value's position (only asked after an error): each string is a token, with the same groups.
+_JSON_EVERY = re.compile(f"[\\s,:]*(?:((?!))((?!))?|({_ANY_STRING})\\s*:|({_ANY_STRING})|([{{[])|([]}}]))")
+_JSON_ITEMS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],]')
+_KEY, _KEY_OPEN, _OTHER_KEY, _STRING, _OPEN, _CLOSE = 1, 2, 3, 4, 5, 6
+_ANY_KEY = frozenset((_KEY, _KEY_OPEN, _OTHER_KEY))
+
+
+class _JsonFrame:
+    """An open object or array while scanning: enough to write its path, and its children's, when asked."""
+
+    __slots__ = ("is_object", "key", "seen", "parent", "start", "step", "_path", "counted_to", "index")
+
+    def __init__(self, is_object: bool, parent: _JsonFrame | None, start: int, step: str | int | None):
+        self.is_object = is_object
+        self.key = ""  # the raw text of the latest key, quotes included (objects)
+        self.seen: dict[str, int] = {}  # the keys so far (as read), and where each is
+        self.parent = parent
+        self.start = start  # just after the bracket
+        self.step = step  # the raw key this container is the value of, or its start in the parent array
+        self._path: str | None = None
+        self.counted_to = start  # arrays: items counted up to here ...
+        self.index = 0  # ... make this index
+
+    def path(self, masked: str) -> str:
+        if self._path is None:
+            if self.parent is None:
+                self._path = ""
+            elif self.parent.is_object:
+                self._path = _step(self.parent.path(masked), _json_key(self.step))
+            else:
+                self._path = _step(self.parent.path(masked), f"[{self.parent.index_at(self.step, masked)}]")
+        return self._path
+
+    def child(self, masked: str, at: int) -> str:
+        """The path of this container's value that starts at `at` (its latest key's, in an object)."""
+        if self.is_object:
+            return _step(self.path(masked), _json_key(self.key))
+        return _step(self.path(masked), f"[{self.index_at(at, masked)}]")
+
+    def index_at(self, at: int, masked: str) -> int:
+        """The index of the item starting at `at`: the commas at this level since the last count (positions only grow)."""
+        depth = 0
+        for match in _JSON_ITEMS.finditer(masked, self.counted_to, at):
+            char = match.group()[0]
+            if char in "{[":
+                depth += 1
+            elif char in "}]":
+                depth -= 1
+            elif char == "," and depth == 0:
+                self.index += 1
+        self.counted_to = at
+        return self.index
+
+
+def _json_key(raw: str) -> str:
+    return json.loads(raw) if "\\" in raw else raw[1:-1]
+
+
+def _scan_json(masked: str, *, lines: _Lines | None = None, strict_keys: bool = False, every: bool = False) -> list[_Scalar]:
+    """The strings that matter (every value string with `every`) of valid JSON, with path and span, in order.
+
+    One pass with a regex that passes over plain values by itself (see _JSON_SCAN): per token a comparison
+    or two; paths are written only for the strings returned. Refuses nesting deeper than MAX_DEPTH. (The
+    values are not counted: unlike YAML's, which aliases can multiply, they are bounded by the size limit.)
+    """
+    scalars: list[_Scalar] = []
+    interesting = _INTERESTING_JSON.search
+    frames: list[_JsonFrame] = []
+    top: _JsonFrame | None = None
+    for match in (_JSON_EVERY if every else _JSON_SCAN).finditer(masked):
+        kind = match.lastindex
+        if strict_keys and kind in _ANY_KEY:  # any key: the same one twice in an object is refused
+            group = _KEY if kind == _KEY_OPEN else kind
+            key = match.group(group)
+            if "\\" in key:
+                key = _json_key(key)
+            if key in top.seen:
+                raise _repeated_json_key(key, top.seen[key], match.start(group), lines)
+            top.seen[key] = match.start(group)
+        if kind == _KEY:
+            top.key = match.group(_KEY)
+        elif kind == _KEY_OPEN or kind == _OPEN:
+            at = match.start(kind)
+            if len(frames) >= MAX_DEPTH:
+                line, column = lines.position(at) if lines else (None, None)
+                raise ConfigError("too_deep", TOO_DEEP.format(limit=MAX_DEPTH), line, column)
+            if kind == _KEY_OPEN:
+                step = top.key = match.group(_KEY)
+            else:
+                step = None if top is None else (top.key if top.is_object else at)
+            top = _JsonFrame(match.group(kind) == "{", top, match.end(), step)
+            frames.append(top)
+        elif kind == _CLOSE:
+            token = match.group(_CLOSE)
+            for _ in range(token.count("]") + token.count("}")):
+                frames.pop()
+            top = frames[-1] if frames else None
+        elif kind == _STRING:
+            token = match.group(_STRING)
+            if every or interesting(token):
+                start = match.start(_STRING)
+                scalars.append(_Scalar(top.child(masked, start) if top else "", _json_key(token), start, match.end(), '"', False))
+        elif kind == _OTHER_KEY:
+            key = top.key = match.group(_OTHER_KEY)
+            if every or interesting(key):
+                start = match.start(_OTHER_KEY)
+                scalars.append(_Scalar(top.path(masked), _json_key(key), start, start + len(key), '"', True))
+        # else: plain items of an array, passed over
+    return scalars
+
+
+def _repeated_json_key(key: str, first: int, again: int, lines: _Lines | None) -> ConfigError:
+    line, column = lines.position(again) if lines else (None, None)
+    first_line = lines.position(first)[0] if lines else "?"
+    return ConfigError("duplicate_key", DUPLICATE_KEY.format(key=key, first=first_line, kind="object"), line, column)
 
 
 def _check_masks(scalar: _Scalar, text: str, lines: _Lines) -> None:

@@ -720,3 +720,10 @@ def test_a_priority_that_is_not_a_name_or_a_number_is_refused_not_taken_as_criti
     assert response.status_code in (400, 422)
     assert [e["field"] for e in response.json()["errors"]] == ["priority"]
     assert not Run.objects.exists()
+
+
+def test_fifty_thousand_unknown_keys_get_one_short_refusal(member_api, queue):
+    response = member_api.launch({f"key{i}": "x" for i in range(50_000)}, project="proj")
+    assert response.status_code == 400
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [("", "too_many_values")]
+    assert len(response.content) < 2000

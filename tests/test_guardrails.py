@@ -273,3 +273,29 @@ def test_every_control_format_and_separator_character_is_caught():
         char = chr(code)
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp") and char not in "\t\n\r":
             assert unwanted_character(f"x{char}y") == char, hex(code)
+
+
+def test_a_launch_setting_more_values_than_a_queue_can_have_is_refused_in_one_problem():
+    from launchq.limits import MAX_FIELDS
+
+    with pytest.raises(GuardrailError) as caught:
+        check_values([GPUS], {f"k{i}": 1 for i in range(50_000)})
+    assert [(p.field, p.code, p.bound) for p in caught.value.problems] == [("", "too_many_values", MAX_FIELDS)]
+
+
+def test_unknown_names_are_listed_up_to_a_cap_and_counted_beyond_it():
+    from launchq.limits import MAX_UNKNOWN_SHOWN
+
+    with pytest.raises(GuardrailError) as caught:
+        check_values([GPUS], {"gpus": 1, **{("x" * 500) + str(i): 1 for i in range(150)}})
+    problems = caught.value.problems
+    assert len(problems) == MAX_UNKNOWN_SHOWN + 1 and {p.code for p in problems} == {"unknown_field"}
+    assert all(len(p.field) <= 41 and len(p.message) < 200 for p in problems)
+    assert "130 more" in problems[-1].message
+
+
+def test_too_many_allowed_values_is_said_once():
+    from launchq.guardrails import MAX_ALLOWED_VALUES
+
+    assert codes_of_definition(type="string", allowed=["same"] * 50_000) == [("allowed", "allowed_too_many")]
+    assert len(codes_of_definition(type="string", allowed=["a", "a"])) == 1 and MAX_ALLOWED_VALUES >= 2

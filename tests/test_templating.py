@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import yaml
 
+from launchq.limits import MAX_FIELDS
 from launchq.templating import (
     MAX_CONFIG_BYTES,
     ConfigError,
@@ -173,6 +175,58 @@ def test_json_errors_name_their_line_and_column(text, code, line, column):
 def test_a_config_over_256_kib_is_refused_before_parsing():
     text = "a: " + "x" * MAX_CONFIG_BYTES
     assert error_of(text).code == "too_large"
+
+
+@pytest.mark.parametrize("extra", [1, 1023, 1024 * 40])
+def test_the_size_refusal_says_the_real_size_not_a_rounded_one(extra):
+    """"The config is 256 KiB; the limit is 256 KiB" told nobody how much to cut."""
+    error = error_of("a: " + "é" * ((MAX_CONFIG_BYTES - 3 + extra) // 2) + "x" * ((MAX_CONFIG_BYTES - 3 + extra) % 2))
+    size = MAX_CONFIG_BYTES + extra
+    assert f"{size:,} bytes" in error.message and f"{MAX_CONFIG_BYTES:,} bytes" in error.message
+
+
+def test_a_config_with_more_template_fields_than_the_cap_is_refused_where_the_first_extra_one_is():
+    text = "".join(f"f{i}: '{{{{f{i}}}}}'\n" for i in range(MAX_FIELDS + 5))
+    error = error_of(text)
+    assert (error.code, error.line) == ("too_many_fields", MAX_FIELDS + 1)
+    assert parse_config(text, "yaml", strict_keys=False).fields[-1] == f"f{MAX_FIELDS + 4}"  # saved before the cap
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_parse_work_grows_linearly_with_the_config(fmt):
+    """Counted, not timed: the Python lines run behind Parse configuration (parse, tiles, checks) for a config 4x
+    as large stay within 4.5x. The 8,000-field config of the audit took 30 s when each field's lookup walked them all."""
+    from launchq.editor import EditorState
+    from launchq.forms import ConfigPost
+
+    def config(blocks: int) -> str:
+        data = {f"s{i}": {"image": f"repo/app:{{{{t{i}}}}}", "n": f"{{{{n{i}}}}}", "env": ["${run_id}", {"k": i}]} for i in range(blocks)}
+        text = json.dumps(data, indent=2)
+        return text if fmt == "json" else yaml.safe_dump(json.loads(text), sort_keys=False)
+
+    def lines_run(text: str) -> int:
+        """Python lines executed (a comprehension's too, once per item)."""
+        count = 0
+
+        def trace(frame, event, arg):
+            nonlocal count
+            count += 1
+            return trace
+
+        post = ConfigPost(text, fmt, None, {}, None)
+        sys.settrace(trace)
+        try:
+            state = EditorState.from_post(post, None)
+            state.check_tiles()
+        finally:
+            sys.settrace(None)
+        assert state.config_error is None
+        return count
+
+    small, large = lines_run(config(25)), lines_run(config(100))
+    assert large <= 4.5 * small, (small, large)
+
+
 
 
 @pytest.mark.timeout(60)  # an alias bomb that got expanded would run out the clock (and the memory)

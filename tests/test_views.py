@@ -250,7 +250,7 @@ def test_save_normalises_browser_line_endings_and_keeps_the_text_verbatim(url, a
         ("- a list\n", "mapping"),
         ("a: !!python/object/apply:os.system [ls]\n", "Tags that build objects"),
         ("a: {{}}\n", "is empty"),
-        ("a: " + "x" * (256 * 1024), "the limit is 256 KiB"),
+        ("a: " + "x" * (256 * 1024), "The config is 262,147 bytes of UTF-8; the limit is 262,144 bytes"),
         ('{"builder": {"accelerator": {"base_image": "not an image"}}}', "builder.accelerator.base_image"),
     ],
 )
@@ -594,3 +594,11 @@ def test_a_token_or_agent_number_out_of_range_is_not_found(admin_user):
     client = as_user(admin_user)
     assert client.post("/account/tokens/99999999999999999999/revoke/").status_code == 404
     assert client.post("/teams/ml/agents/99999999999999999999/revoke/").status_code == 404
+
+
+def test_a_form_posting_more_tiles_than_a_config_can_have_is_a_400(url, admin_user, queue):
+    data = {**form(SEED, seed_tile()), "tiles": [f"t{i}" for i in range(250)]}
+    for target in ("parse", "save"):
+        response = as_user(admin_user).post(url[target], data)
+        assert response.status_code == 400 and 'id="bad-request"' in response.content.decode()
+    assert queue.versions.count() == 1

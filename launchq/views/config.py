@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import math
-from functools import cached_property
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,13 +11,12 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from launchq.access import queue_for, require_admin
-from launchq.configs import ConfigConflict, ConfigRejected, check_config, check_definitions, save_config
+from launchq.configs import ConfigConflict, ConfigRejected, save_config
+from launchq.editor import EditorState
 from launchq.forms import ConfigPost, Tile, request_number
 from launchq.guardrails import FieldType
-from launchq.macros import BUILTIN_MACROS
 from launchq.models import ConfigVersion, Run
-from launchq.numbers import plain_number
-from launchq.templating import ConfigError, ParsedConfig, parse_config
+from launchq.templating import ConfigError, parse_config
 
 EMPTY_SAVE = (
     "The queue config is empty. Saving it would leave the queue with no resource config; "
@@ -34,9 +31,9 @@ def queue_config(request: HttpRequest, team: str, queue: str) -> HttpResponse:
     version = queue_obj.current_version
     if queue_obj.draft_text and membership.is_admin:
         base = version.number if version else None
-        state = _EditorState.from_post(ConfigPost(queue_obj.draft_text, queue_obj.draft_format, base, {}, None), version)
+        state = EditorState.from_post(ConfigPost(queue_obj.draft_text, queue_obj.draft_format, base, {}, None), version)
     else:
-        state = _EditorState.from_version(version)
+        state = EditorState.from_version(version)
     if membership.is_admin:  # a saved version can fail a rule made stricter since (a pattern RE2 cannot run): say so
         state.check_tiles()
     return _render_page(request, queue_obj, membership, state)
@@ -51,7 +48,7 @@ def config_parse(request: HttpRequest, team: str, queue: str) -> HttpResponse:
     queue_obj, membership = queue_for(request.user, team, queue)
     require_admin(membership)
     post = ConfigPost.read(request.POST)
-    state = _EditorState.from_post(post, queue_obj.current_version)
+    state = EditorState.from_post(post, queue_obj.current_version)
     if post.tile_action and post.tile_action[0] in state.tiles:
         state.tiles[post.tile_action[0]].apply(post.tile_action[1])
     state.check_tiles()
@@ -93,7 +90,7 @@ def config_save(request: HttpRequest, team: str, queue: str) -> HttpResponse:
     require_admin(membership)
     post = ConfigPost.read(request.POST)
     current = queue_obj.current_version
-    state = _EditorState.from_post(post, current)
+    state = EditorState.from_post(post, current)
     definitions, problems = state.check_tiles()
     if _would_wipe(post.text, current):
         state.config_error = ConfigError("empty", EMPTY_SAVE)
@@ -158,108 +155,6 @@ def config_version(request: HttpRequest, team: str, queue: str, number: int) -> 
 # --- helpers -----------------------------------------------------------------
 
 
-class _EditorState:
-    """What the Config tab shows: the text, the tiles, and whatever went wrong."""
-
-    def __init__(self, text: str, fmt: str, base: ConfigVersion | None):
-        self.text = text
-        self.format = fmt
-        self.base = base
-        self.base_number = base.number if base else None
-        self.config_error: ConfigError | None = None
-        self.parsed: ParsedConfig | None = None
-        self.tiles: dict[str, Tile] = {}
-        self.removed: list[str] = []
-        self.unreviewed: list[str] = []
-        self.conflict: ConfigVersion | None = None
-        self.refused = False  # a Save config that was refused: the page sums up why
-
-    @classmethod
-    def from_version(cls, version: ConfigVersion | None) -> _EditorState:
-        state = cls(version.text if version else "", version.format if version else "yaml", version)
-        state._parse({})
-        return state
-
-    @classmethod
-    def from_post(cls, post: ConfigPost, current: ConfigVersion | None) -> _EditorState:
-        base = current
-        if current is not None and post.base_number is not None and post.base_number != current.number:
-            base = current.queue.versions.filter(number=post.base_number).first() or current
-        state = cls(post.text, post.format, base)
-        state.base_number = post.base_number
-        state._parse(post.tiles)
-        return state
-
-    def _parse(self, posted: dict[str, Tile]) -> None:
-        saved = {f.name: f for f in (self.base.definitions if self.base else [])}
-        try:
-            self.parsed = check_config(self.text, self.format)
-        except ConfigError as error:
-            self.config_error = error
-            self.tiles = dict(posted) or {n: Tile.from_field(f) for n, f in saved.items()}
-            return
-        for name in self.parsed.fields:
-            where = self.parsed.where(name)
-            if name in posted:
-                tile = posted[name]
-                tile.occurrences = where
-            elif name in saved:
-                tile = Tile.from_field(saved[name], occurrences=where)
-            else:
-                tile = Tile(name, occurrences=where, is_new=True)
-                self._guess_from_replaced(tile)
-                self.unreviewed.append(name)
-            self.tiles[name] = tile
-        self.removed = [n for n in dict.fromkeys([*saved, *posted]) if n not in self.tiles]
-
-    def _guess_from_replaced(self, tile: Tile) -> None:
-        """A new field that took the place of a number starts as an Integer or Float with that number as default."""
-        whole = [o for o in tile.occurrences if o.whole]
-        if not whole or self._base_parsed is None:
-            return
-        replaced = self._base_parsed.get(whole[0].path)
-        if isinstance(replaced, bool) or not isinstance(replaced, int | float):
-            return
-        if isinstance(replaced, float) and not math.isfinite(replaced):
-            return
-        tile.type = FieldType.INTEGER.value if isinstance(replaced, int) else FieldType.FLOAT.value
-        tile.default = tile.guessed_from = plain_number(replaced)
-
-    def check_tiles(self):
-        definitions, problems = check_definitions(t for t in self.tiles.values())
-        for tile in self.tiles.values():
-            tile.problems = [p for p in problems if p.field == tile.name]
-        return definitions, problems
-
-    @cached_property
-    def _base_parsed(self) -> ParsedConfig | None:
-        """The version the editor started from, parsed once for all the new tiles' guesses."""
-        if self.base is None or not self.base.text.strip():
-            return None
-        try:
-            return self.base.parsed()
-        except ConfigError:
-            return None
-
-    @property
-    def refusals(self) -> list[dict]:
-        """Why Save config was refused, in the tiles, each with the id of the tile to fix.
-
-        A config that does not parse is said once, under the editor, which is already in view.
-        """
-        found = []
-        for name in self.unreviewed:
-            found.append({"anchor": f"tile-{name}", "text": f"{name}: a new template field; check its type and guardrails."})
-        for tile in self.tiles.values():
-            found.extend({"anchor": f"tile-{tile.name}", "text": f"{tile.name}: {p.message}"} for p in tile.problems)
-        return found
-
-    @property
-    def macros(self) -> list[dict]:
-        names = self.parsed.macros if self.parsed else ()
-        return [{"name": n, "builtin": n in BUILTIN_MACROS, "meaning": BUILTIN_MACROS.get(n, "")} for n in names]
-
-
 def _would_wipe(text: str, current: ConfigVersion | None) -> bool:
     """Whether saving `text` would replace a config with nothing (refused: write {} to mean that)."""
     return not text.strip() and current is not None and bool(current.text.strip())
@@ -274,7 +169,7 @@ def _reset_for_type(tile: Tile, shown_type: str) -> None:
     tile.minimum, tile.maximum, tile.default = "", "", ""
 
 
-def _context(queue, membership, state: _EditorState) -> dict:
+def _context(queue, membership, state: EditorState) -> dict:
     return {
         "queue": queue,
         "membership": membership,
@@ -285,7 +180,7 @@ def _context(queue, membership, state: _EditorState) -> dict:
     }
 
 
-def _render_page(request, queue, membership, state: _EditorState, status: int = 200) -> HttpResponse:
+def _render_page(request, queue, membership, state: EditorState, status: int = 200) -> HttpResponse:
     context = _context(queue, membership, state)
     context["versions"] = queue.versions.select_related("created_by").order_by("-number")[:50]
     context["overrides"] = (
