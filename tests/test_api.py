@@ -727,3 +727,29 @@ def test_fifty_thousand_unknown_keys_get_one_short_refusal(member_api, queue):
     assert response.status_code == 400
     assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [("", "too_many_values")]
     assert len(response.content) < 2000
+
+
+@pytest.mark.parametrize(
+    "body, content_type, status, code",
+    [
+        (json.dumps({"project": "proj"}).encode(), "text/plain", 415, "unsupported_media_type"),
+        (json.dumps({"project": "proj"}).encode(), "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        (json.dumps({"project": "proj"}).encode("utf-16"), "application/json", 400, "invalid_json"),
+        (json.dumps({"project": "proj"}).encode("utf-16-le"), "application/json", 400, "invalid_json"),
+        (b"\xef\xbb\xbf" + json.dumps({"project": "proj"}).encode(), "application/json", 400, "invalid_json"),
+        (json.dumps({"project": "proj"}).encode("utf-16"), "application/json; charset=utf-16", 415, "unsupported_media_type"),
+        (b'{"project": "pr\xff"}', "application/json", 400, "invalid_json"),
+    ],
+)
+def test_the_api_reads_json_in_utf8_and_nothing_else(client, member_user, bearer, queue, body, content_type, status, code):
+    headers = bearer(member_user)
+    response = client.generic("POST", "/api/teams/ml/queues/train/runs", body, content_type=content_type, headers=headers)
+    assert response.status_code == status
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [("", code)]
+    assert not Run.objects.exists()
+
+
+def test_json_with_a_charset_of_utf8_is_fine(client, member_user, bearer, queue):
+    body = json.dumps({"project": "proj", "template_variables": GOOD, "job": JOB}).encode()
+    response = client.post("/api/teams/ml/queues/train/runs", body, content_type="application/json; charset=UTF-8", headers=bearer(member_user))
+    assert response.status_code == 201

@@ -703,3 +703,17 @@ def test_a_graphql_client_may_send_an_idempotency_key(token, sagemaker):
     assert send(push, "k-1")["data"]["pushToRunQueueByName"]["runQueueItemId"] == first
     assert refused(other)["extensions"]["problems"][0]["code"] == "idempotency_key_reused"
     assert Run.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "raw, content_type, status",
+    [
+        (b'{"query": "{ viewer { username } }"}', "text/plain", 415),
+        ('{"query": "{ viewer { username } }"}'.encode("utf-16"), "application/json", 400),
+        (b'\xef\xbb\xbf{"query": "{ viewer { username } }"}', "application/json", 400),
+    ],
+)
+def test_graphql_reads_json_in_utf8_only(token, raw, content_type, status):
+    response = Client().generic("POST", "/graphql", raw, content_type=content_type, headers={"Authorization": basic(token)})
+    assert response.status_code == status
+    assert response.json()["data"] is None and response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"

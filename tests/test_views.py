@@ -602,3 +602,27 @@ def test_a_form_posting_more_tiles_than_a_config_can_have_is_a_400(url, admin_us
         response = as_user(admin_user).post(url[target], data)
         assert response.status_code == 400 and 'id="bad-request"' in response.content.decode()
     assert queue.versions.count() == 1
+
+
+# --- Django's admin -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/launchq/run/?state__exact=%00",
+        "/admin/launchq/run/?q=%00",
+        "/admin/launchq/run/?queue__id__exact=99999999999999999999",
+        "/admin/launchq/run/?queue__team__id__exact=%00",
+        "/admin/launchq/queue/?team__id__exact=99999999999999999999",
+        "/admin/launchq/membership/?role__exact=%00",
+        "/admin/launchq/configversion/?queue__team__id__exact=99999999999999999999",
+        "/admin/auth/user/?q=%00",
+        "/admin/launchq/apitoken/?q=%00&user__id__exact=1",
+    ],
+)
+def test_admin_lists_answer_a_filter_no_database_can_hold_with_a_400(django_user_model, queue, path):
+    boss = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
+    response = as_user(boss).get(path)
+    assert response.status_code in (200, 302, 400), response.status_code
+    assert as_user(boss).get("/admin/launchq/run/").status_code == 200  # and the next request is fine

@@ -35,11 +35,40 @@ def problems_body(problems: Iterable[Problem]) -> dict[str, list[dict[str, Any]]
     return {"errors": [{k: _jsonable(v) if k in ("value", "bound") else v for k, v in p.to_dict().items()} for p in problems]}
 
 
+NOT_JSON_TYPE = "The API reads JSON: send the body with 'Content-Type: application/json' (this one is {type})."
+NOT_UTF8_CHARSET = "The API reads JSON in UTF-8; this body says it is {charset}."
+BYTE_ORDER_MARK = "it starts with a byte order mark (U+FEFF); send UTF-8 without one"
+NOT_UTF8 = "it is not UTF-8 (byte {at} cannot be read)"
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+
+
+class UnsupportedBody(Exception):
+    """A body that is not JSON in UTF-8 by its own account: answered 415."""
+
+
 class StrictJsonParser(Parser):
-    """ninja's JSON parser, but a key given twice in one object is an error, not "the last one wins"."""
+    """ninja's JSON parser made strict: `application/json` in UTF-8 only (no BOM, no UTF-16, no text/plain,
+    which Python's reader would otherwise take), and a key given twice in one object is an error."""
 
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
-        return strictjson.loads(request.body)
+        return strictjson.loads(read_json_text(request))
+
+
+def read_json_text(request: HttpRequest) -> str:
+    """The body as text, if it is `application/json` in UTF-8; `UnsupportedBody` (415) or ValueError (400)."""
+    content_type = request.content_type or "none"
+    if content_type != "application/json" and not (content_type.startswith("application/") and content_type.endswith("+json")):
+        raise UnsupportedBody(NOT_JSON_TYPE.format(type=content_type[:80]))
+    charset = (request.content_params or {}).get("charset", "utf-8").strip().lower()
+    if charset not in ("utf-8", "utf8"):
+        raise UnsupportedBody(NOT_UTF8_CHARSET.format(charset=charset[:40]))
+    body = request.body
+    if body.startswith(_BOMS):
+        raise ValueError(BYTE_ORDER_MARK)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(NOT_UTF8.format(at=error.start)) from None
 
 
 def message_body(code: str, message: str) -> dict[str, Any]:
@@ -59,6 +88,8 @@ def install(api: NinjaAPI) -> None:
 
     def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         cause = exc.__cause__
+        if isinstance(cause, UnsupportedBody):
+            return api.create_response(request, message_body("unsupported_media_type", str(cause)), status=415)
         if exc.status_code == 400 and isinstance(cause, ValueError):  # ninja could not parse the body
             reason = cause.msg if isinstance(cause, json.JSONDecodeError) else str(cause)
             return api.create_response(request, message_body("invalid_json", NOT_JSON.format(reason=reason)), status=400)

@@ -13,6 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from launchq import strictjson
 from launchq.api.auth import agent_for_token, user_for_token
+from launchq.api.errors import UnsupportedBody, read_json_text
 from launchq.graphql.resolvers import Context
 from launchq.graphql.schema import run_operation
 
@@ -44,7 +45,9 @@ def graphql(request: HttpRequest) -> JsonResponse:
         return unauthenticated(request)
 
     try:
-        body = strictjson.loads(request.body)
+        body = strictjson.loads(read_json_text(request))
+    except UnsupportedBody as error:
+        return _errors(415, str(error), "BAD_REQUEST")
     except RequestDataTooBig:
         return _errors(413, TOO_BIG, "BAD_REQUEST")
     except (ValueError, RecursionError) as error:
