@@ -20,9 +20,8 @@ from typing import Any
 
 from launchq.characters import describe, unwanted_character
 from launchq.limits import MAX_FIELDS, MAX_UNKNOWN_SHOWN
-from launchq.numbers import MAX_NUMBER_CHARS, NON_FINITE_TEXT, parse_float, parse_integer
+from launchq.numbers import MAX_NUMBER_CHARS, NON_FINITE_TEXT, parse_float, parse_integer, plain_number
 from launchq.patterns import PatternError, compile_pattern, matches
-from launchq.numbers import plain_number
 
 MAX_TEXT_LENGTH = 4096
 MAX_ALLOWED_VALUES = 200
