@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.core.exceptions import BadRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
@@ -38,3 +39,21 @@ class ReadableRefusals:
         if allowed:
             answer["Allow"] = allowed
         return answer
+
+
+NUL_IN_ADDRESS = "The address contains a NUL character (%00); no name, filter or value in launchq holds one."
+
+
+class RefuseNul:
+    """A NUL in the path or the query string is refused with a 400 (JSON under /api/) before any view runs:
+    no database column stores it (PostgreSQL refuses the query), and nothing a person names contains one."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path_info or "\x00" in request.META.get("QUERY_STRING", "") or any(
+            "\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()
+        ):
+            raise BadRequest(NUL_IN_ADDRESS)
+        return self.get_response(request)

@@ -496,7 +496,7 @@ def _walk_yaml(root: yaml.Node, key_of=None, every: bool = False) -> list[_Scala
     interesting = _INTERESTING.search
     Scalar, Sequence, Mapping_ = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
     # (node, parent path, this node's step from it, is_key, depth)
-    stack: list[tuple[yaml.Node, str, str, bool, int]] = [(root, "", "", False, 0)]
+    stack: list[tuple[yaml.Node, str, str | int | None, bool, int]] = [(root, "", None, False, 0)]
     count = 0
     while stack:
         node, parent, step, is_key, depth = stack.pop()
@@ -516,24 +516,24 @@ def _walk_yaml(root: yaml.Node, key_of=None, every: bool = False) -> list[_Scala
         if kind is Sequence:
             items = node.value
             for i in range(len(items) - 1, -1, -1):
-                stack.append((items[i], path, f"[{i}]", is_key, depth + 1))
+                stack.append((items[i], path, i, is_key, depth + 1))
         elif kind is Mapping_:
             if key_of is not None:
                 _refuse_duplicate_yaml_keys(node, path, key_of)
             for key, value in reversed(node.value):
                 label = key.value if type(key) is Scalar else "?"
                 stack.append((value, path, label, is_key, depth + 1))
-                stack.append((key, path, "", True, depth + 1))
+                stack.append((key, path, None, True, depth + 1))
     return scalars
 
 
-def _step(parent: str, step: str) -> str:
-    """`a.b` + `c` is `a.b.c`; `a` + `[0]` is `a[0]`; a key's own step is "" (it sits at its mapping's path)."""
-    if not step:
+def _step(parent: str, step: str | int | None) -> str:
+    """`a.b` + key `c` is `a.b.c`; `a` + index 0 is `a[0]`; a key's own step is None (it sits at its mapping's path)."""
+    if step is None:
         return parent
-    if not parent or step[0] == "[":
-        return parent + step
-    return f"{parent}.{step}"
+    if type(step) is int:
+        return f"{parent}[{step}]"
+    return f"{parent}.{step}" if parent else step
 
 
 def _refuse_duplicate_yaml_keys(node: yaml.MappingNode, path: str, key_of) -> None:
@@ -617,14 +617,14 @@ class _JsonFrame:
             elif self.parent.is_object:
                 self._path = _step(self.parent.path(masked), _json_key(self.step))
             else:
-                self._path = _step(self.parent.path(masked), f"[{self.parent.index_at(self.step, masked)}]")
+                self._path = _step(self.parent.path(masked), self.parent.index_at(self.step, masked))
         return self._path
 
     def child(self, masked: str, at: int) -> str:
         """The path of this container's value that starts at `at` (its latest key's, in an object)."""
         if self.is_object:
             return _step(self.path(masked), _json_key(self.key))
-        return _step(self.path(masked), f"[{self.index_at(at, masked)}]")
+        return _step(self.path(masked), self.index_at(at, masked))
 
     def index_at(self, at: int, masked: str) -> int:
         """The index of the item starting at `at`: the commas at this level since the last count (positions only grow)."""

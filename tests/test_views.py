@@ -626,3 +626,16 @@ def test_admin_lists_answer_a_filter_no_database_can_hold_with_a_400(django_user
     response = as_user(boss).get(path)
     assert response.status_code in (200, 302, 400), response.status_code
     assert as_user(boss).get("/admin/launchq/run/").status_code == 200  # and the next request is fine
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/teams/ml/runs/%00", "/api/teams/ml/queues/a%00b/runs", "/teams/ml/queues/q%00/", "/teams/ml/runs/%00/", "/launch/?x=%00", "/api/queues?state=%00"],
+)
+def test_a_nul_in_the_address_is_a_400_before_any_view_runs(admin_user, queue, path):
+    response = as_user(admin_user).get(path)
+    assert response.status_code == 400
+    if path.startswith("/api/"):
+        assert response.json()["errors"][0]["code"] == "bad_request"
+    else:
+        assert 'id="bad-request"' in response.content.decode()

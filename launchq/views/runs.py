@@ -17,7 +17,7 @@ from django_htmx.http import HttpResponseClientRefresh
 
 from launchq.access import may_cancel, membership_for, queue_for
 from launchq.forms import LAUNCH_INPUTS, VALUE_PREFIX, LaunchPost, request_number, value_inputs
-from launchq.guardrails import Problem, check_values
+from launchq.guardrails import GuardrailError, Problem, check_values
 from launchq.macros import MACRO
 from launchq.models import IN_FLIGHT, Membership, Priority, Queue, Run, RunFile, RunState
 from launchq.numbers import plain_number
@@ -237,8 +237,12 @@ def _preview(queue: Queue, post: LaunchPost) -> dict:
         about_values = [p for p in refused.problems if _input_for(p, names) not in LAUNCH_INPUTS]
         if about_values:
             return _problems_preview(about_values, names)
-        # Only the other inputs are wrong, so the values passed the validator inside check_launch; type them.
-        typed = check_values(version.definitions, post.values)
+        # Only the other inputs are wrong. check_launch stops before the values when an input holds a control
+        # character, so the values may not have been checked yet: check them here.
+        try:
+            typed = check_values(version.definitions, post.values)
+        except GuardrailError as error:
+            return _problems_preview(error.problems, names)
     try:
         rendered = render_text(version.parsed(), typed)
     except ConfigError as error:
