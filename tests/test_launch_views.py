@@ -687,3 +687,13 @@ def test_a_crafted_config_version_is_a_400_with_its_reason_and_launches_nothing(
 @pytest.mark.parametrize("page", ["²", "9" * 5000, "0"])
 def test_a_crafted_page_number_on_the_runs_tab_is_a_400(client, member, queue, page):
     assert client.get(runs_url(queue), {"page": page}).status_code == 400
+
+
+def test_a_control_character_in_one_input_and_a_bad_value_in_another_is_no_500(client, member, queue):
+    """Found by the fuzz pass: the launch check stops at a control character before it checks the values, and the
+    preview then checked them without catching the refusal."""
+    data = {**VALID, "name": "\x1b[31mred", "var.gpus": "0.5"}
+    preview = client.post(preview_url(queue), data, **HTMX)
+    assert preview.status_code == 200 and 'data-code="type"' in preview.content.decode()
+    launch = client.post(launch_url(queue), data)
+    assert launch.status_code == 400 and not Run.objects.exists()
