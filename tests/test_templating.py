@@ -227,8 +227,6 @@ def test_parse_work_grows_linearly_with_the_config(fmt):
     assert large <= 4.5 * small, (small, large)
 
 
-
-
 @pytest.mark.timeout(60)  # an alias bomb that got expanded would run out the clock (and the memory)
 def test_billion_laughs_is_refused_quickly():
     levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
